@@ -1,0 +1,110 @@
+/* The config model (schema version 1) and its YAML loader.
+ *
+ * The loader parses into a fresh struct td_config, validates all of it and
+ * only then hands it out, so a caller can swap configs atomically: a file
+ * with any error yields no config at all.  Every error is reported as
+ *     file:line:col: key.path: reason
+ * and all errors are collected, not just the first. */
+#ifndef TD_CONFIG_H_
+#define TD_CONFIG_H_
+
+#include "addr.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TD_CONFIG_VERSION 1
+#define TD_CONFIG_MAX_FILE (4u * 1024 * 1024)
+
+enum cfg_listener_type {
+    CFG_LISTENER_SOCKS5 = 0,
+    CFG_LISTENER_HTTP,
+    CFG_LISTENER_MIXED,
+    CFG_LISTENER_FORWARD,
+};
+
+enum cfg_auth {
+    CFG_AUTH_NONE = 0,
+    CFG_AUTH_USERS,
+};
+
+struct cfg_user {
+    char *name;
+    char *password;         /* NULL when not set */
+    char *wstan_key;        /* NULL when not set */
+    char *jproxy_user_file; /* NULL when not set; resolved against the config's dir */
+};
+
+struct cfg_listener {
+    char *name;
+    enum cfg_listener_type type;
+    struct td_hostport listen;
+    struct td_hostport target; /* forward only */
+    bool has_target;
+    char *route;               /* "direct" or a tunnel name */
+    enum cfg_auth auth;
+};
+
+struct cfg_limits {
+    uint32_t max_connections;     /* default 20000 */
+    uint64_t handshake_timeout_ms; /* default 10s */
+    uint64_t connect_timeout_ms;  /* default 10s */
+    uint64_t idle_timeout_ms;     /* default 5m */
+    uint64_t linger_ms;           /* default 10s: after the first FIN */
+    uint64_t dns_timeout_ms;      /* default 5s */
+    uint64_t udp_timeout_ms;      /* default 60s: idle UDP association */
+    uint64_t drain_timeout_ms;    /* default 10s: on SIGTERM */
+    uint64_t buffer;              /* default 64KiB: per-direction high-water mark */
+};
+
+struct cfg_log {
+    int level;  /* enum td_log_level, default info */
+    char *file; /* "-" means stderr */
+};
+
+struct cfg_control {
+    char *socket; /* default /run/tunneld/control.sock */
+    char *group;  /* NULL when not set */
+};
+
+struct td_config {
+    char *path; /* the file it was loaded from */
+    char *dir;  /* its directory, for relative paths */
+    int version;
+    struct cfg_log log;
+    struct cfg_control control;
+    char *state_dir; /* default /var/lib/tunneld */
+    struct cfg_limits limits;
+    struct cfg_user *users;
+    size_t n_users;
+    struct cfg_listener *listeners;
+    size_t n_listeners;
+};
+
+/* The collected error messages of one load, sorted by position.  The
+ * loaders reset it first (so pass a fresh or freed one); release it with
+ * cfg_errors_free(). */
+struct cfg_errors {
+    char **msgs;
+    size_t n;
+};
+
+/* Load and validate.  On success returns 0 and sets *out.  On failure returns
+ * TD_ECONFIG (or TD_EIO/TD_ENOMEM), leaves *out NULL and fills errs.  errs may
+ * be NULL when the caller does not need the messages. */
+int cfg_load_file(const char *path, struct td_config **out, struct cfg_errors *errs);
+/* The same from memory; name is used in messages and as the base for relative
+ * paths (its directory). */
+int cfg_load_buffer(const char *name, const char *data, size_t len, struct td_config **out,
+                    struct cfg_errors *errs);
+
+void cfg_free(struct td_config *cfg);
+void cfg_errors_free(struct cfg_errors *errs);
+
+const char *cfg_listener_type_name(enum cfg_listener_type t);
+/* "none" or "users". */
+const char *cfg_auth_name(enum cfg_auth a);
+const struct cfg_user *cfg_find_user(const struct td_config *cfg, const char *name);
+
+#endif

@@ -1,0 +1,21 @@
+/* Crypto wrappers.  Every cipher, MAC and hash the project uses goes through
+ * here, so that the backend (mbedTLS today) stays in one place. */
+#ifndef TD_CRYPTO_H_
+#define TD_CRYPTO_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TD_SHA256_LEN 32
+
+/* Compare in time that depends only on len, never on the contents. */
+bool td_ct_memeq(const void *a, const void *b, size_t len);
+
+/* Compare two secrets of possibly different lengths without leaking the
+ * length or the position of the first difference: both are hashed first. */
+bool td_ct_secret_eq(const char *a, size_t alen, const char *b, size_t blen);
+
+int td_sha256(const void *data, size_t len, uint8_t out[TD_SHA256_LEN]);
+
+#endif

@@ -1,0 +1,881 @@
+/* The relay core: accepting a connection, its state machine, connecting to
+ * the target, and moving bytes with bounded buffers and half-close. */
+#include "conn.h"
+
+#include "addr.h"
+#include "crypto.h"
+#include "error.h"
+#include "log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define HS_INITIAL 4096
+
+static const char *const conn_state_names[] = {
+    [CONN_HANDSHAKE] = "HANDSHAKE", [CONN_RESOLVING] = "RESOLVING",
+    [CONN_CONNECTING] = "CONNECTING", [CONN_RELAY] = "RELAY",
+    [CONN_UDP] = "UDP",           [CONN_CLOSING] = "CLOSING",
+};
+
+struct td_resolve {
+    uv_getaddrinfo_t req;
+    struct conn *c; /* NULL once the conn gave up on it */
+};
+
+static void on_relay_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+static void on_timer(uv_timer_t *t);
+static void conn_connect_next(struct conn *c);
+
+const char *conn_state_name(enum conn_state st)
+{
+    return st <= CONN_CLOSING ? conn_state_names[st] : "?";
+}
+
+void conn_set_state(struct conn *c, enum conn_state st)
+{
+    LOG_TRACE("conn", "#%llu [%s] -> [%s]", (unsigned long long)c->id,
+              conn_state_name(c->state), conn_state_name(st));
+    c->state = st;
+}
+
+const char *conn_end_reason(int err)
+{
+    switch (err) {
+    case TD_ECONNREFUSED:
+        return END_REFUSED;
+    case TD_ETIMEDOUT:
+        return END_CONNECT_TIMEOUT;
+    case TD_EHOSTUNREACH:
+    case TD_ENETUNREACH:
+        return END_UNREACHABLE;
+    case TD_EDNS:
+        return END_DNS;
+    case TD_EMFILE:
+    case TD_ENOMEM:
+        return END_NO_RESOURCES;
+    default:
+        return END_ERROR;
+    }
+}
+
+static struct conn *conn_of_handle(uv_handle_t *h)
+{
+    return h->data;
+}
+
+/* ---- handle lifetime --------------------------------------------------- */
+
+static void conn_free(struct conn *c)
+{
+    struct td_daemon *d = c->d;
+    td_queue_remove(&c->node);
+    d->n_conns--;
+    d->stat_closed++;
+    free(c->hs);
+    free(c->resp);
+    free(c);
+    daemon_conn_gone(d);
+}
+
+void conn_on_handle_closed(uv_handle_t *h)
+{
+    struct conn *c = conn_of_handle(h);
+    if ((void *)h != (void *)&c->client_tcp && (void *)h != (void *)&c->timer)
+        free(h);
+    if (--c->handles == 0)
+        conn_free(c);
+}
+
+/* Close a handle owned by c, returning its descriptor to the budget. */
+static void conn_close_handle(struct conn *c, uv_handle_t *h)
+{
+    uv_os_fd_t fd;
+    if (uv_is_closing(h))
+        return;
+    if (uv_fileno(h, &fd) == 0 && c->d->fds_in_use > 0)
+        c->d->fds_in_use--;
+    uv_close(h, conn_on_handle_closed);
+}
+
+static void conn_count_fd(struct conn *c, uv_handle_t *h)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno(h, &fd) == 0)
+        c->d->fds_in_use++;
+}
+
+static void conn_log_summary(struct conn *c)
+{
+    uint64_t ms = uv_now(c->d->loop) - c->start_ms;
+    LOG_INFO("conn",
+             "#%llu closed listener=%s client=%s target=%s route=%s up=%llu down=%llu "
+             "duration=%llu.%03llus end=%s",
+             (unsigned long long)c->id, c->l->cfg->name, c->client_str,
+             c->target_str[0] ? c->target_str : "-", c->l->cfg->route,
+             (unsigned long long)c->bytes_up, (unsigned long long)c->bytes_down,
+             (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000), c->end_reason);
+}
+
+void conn_close(struct conn *c, const char *reason)
+{
+    if (c->state == CONN_CLOSING)
+        return;
+    c->end_reason = reason;
+    conn_set_state(c, CONN_CLOSING);
+    conn_log_summary(c);
+
+    if (c->rr) {
+        uv_cancel((uv_req_t *)&c->rr->req);
+        c->rr->c = NULL; /* the resolver callback frees it */
+        c->rr = NULL;
+    }
+    if (c->ai_head) {
+        uv_freeaddrinfo(c->ai_head);
+        c->ai_head = c->ai_next = NULL;
+    }
+    if (c->udp)
+        udp_assoc_close(c);
+    for (int s = 0; s < 2; s++)
+        if (c->side[s].tcp)
+            conn_close_handle(c, (uv_handle_t *)c->side[s].tcp);
+    conn_close_handle(c, (uv_handle_t *)&c->timer);
+}
+
+/* ---- timers -------------------------------------------------------------- */
+
+void conn_arm_timer(struct conn *c, uint64_t ms)
+{
+    uv_timer_start(&c->timer, on_timer, ms ? ms : 1, 0);
+}
+
+void conn_touch(struct conn *c)
+{
+    c->last_active = uv_now(c->d->loop);
+}
+
+static uint64_t conn_idle_limit(const struct conn *c)
+{
+    const struct cfg_limits *lim = &c->d->cfg->limits;
+    if (c->state == CONN_UDP)
+        return lim->udp_timeout_ms;
+    return c->lingering ? lim->linger_ms : lim->idle_timeout_ms;
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    uint64_t now = uv_now(c->d->loop), limit, idle;
+
+    switch (c->state) {
+    case CONN_HANDSHAKE:
+        conn_close(c, END_HANDSHAKE_TIMEOUT);
+        return;
+    case CONN_RESOLVING:
+        LOG_DEBUG("conn", "#%llu name resolution of %s timed out", (unsigned long long)c->id,
+                  c->target_str);
+        c->fe->on_connect_failed(c, TD_EDNS);
+        return;
+    case CONN_CONNECTING:
+        c->fe->on_connect_failed(c, TD_ETIMEDOUT);
+        return;
+    case CONN_RELAY:
+    case CONN_UDP:
+        limit = conn_idle_limit(c);
+        idle = now - c->last_active;
+        if (idle >= limit) {
+            conn_close(c, c->state == CONN_RELAY && c->lingering ? END_LINGER : END_IDLE);
+            return;
+        }
+        conn_arm_timer(c, limit - idle);
+        return;
+    case CONN_CLOSING:
+        return;
+    }
+}
+
+/* ---- writing ------------------------------------------------------------- */
+
+static void side_resume(struct conn *c, int s);
+static void on_shutdown(uv_shutdown_t *req, int status);
+
+static void conn_maybe_finish(struct conn *c)
+{
+    bool up_done, down_done;
+    if (c->state != CONN_RELAY)
+        return;
+    /* A direction is done when its source sent EOF and the FIN reached the
+     * other side; in HTTP absolute-URI mode the upload is done when the one
+     * request has been forwarded. */
+    up_done = (c->side[SIDE_CLIENT].eof && c->side[SIDE_TARGET].shut_done) ||
+              (c->http_abs && c->http_body_done);
+    down_done = c->side[SIDE_TARGET].eof && c->side[SIDE_CLIENT].shut_done;
+    if (up_done && down_done)
+        conn_close(c, END_DONE);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct td_chunk *ch = td_container_of(req, struct td_chunk, req);
+    struct conn *c = ch->c;
+    int s = ch->side;
+    struct conn_side *sd = &c->side[s];
+    uint64_t lwm;
+
+    sd->pending -= ch->cap;
+    chunk_put(ch);
+    if (c->state == CONN_CLOSING)
+        return;
+    if (status < 0) {
+        conn_close(c, s == SIDE_CLIENT ? END_CLIENT_RESET : END_TARGET_RESET);
+        return;
+    }
+    if (c->close_after_write && c->side[SIDE_CLIENT].pending == 0) {
+        conn_close(c, c->close_after_write);
+        return;
+    }
+    lwm = c->d->cfg->limits.buffer / 2;
+    if (sd->pending <= lwm && c->side[1 - s].paused)
+        side_resume(c, 1 - s);
+}
+
+/* Send len bytes at ch->data+off to side s, taking ownership of ch.  Tries a
+ * direct write first; only what the kernel does not take is queued, and the
+ * source is paused while the queue is above the high-water mark. */
+static int conn_send(struct conn *c, int s, struct td_chunk *ch, size_t off, size_t len)
+{
+    struct conn_side *sd = &c->side[s];
+    uv_buf_t b;
+    int r;
+
+    if (!sd->tcp || sd->shut) {
+        chunk_put(ch);
+        return 0;
+    }
+    if (sd->pending == 0) {
+        b = uv_buf_init((char *)ch->data + off, (unsigned)len);
+        r = uv_try_write((uv_stream_t *)sd->tcp, &b, 1);
+        if (r == (int)len) {
+            chunk_put(ch);
+            return 0;
+        }
+        if (r > 0) {
+            off += (size_t)r;
+            len -= (size_t)r;
+        } else if (r != UV_EAGAIN) {
+            chunk_put(ch);
+            conn_close(c, s == SIDE_CLIENT ? END_CLIENT_RESET : END_TARGET_RESET);
+            return td_err_from_uv(r);
+        }
+    }
+    ch->c = c;
+    ch->side = s;
+    b = uv_buf_init((char *)ch->data + off, (unsigned)len);
+    r = uv_write(&ch->req, (uv_stream_t *)sd->tcp, &b, 1, on_write);
+    if (r < 0) {
+        chunk_put(ch);
+        conn_close(c, s == SIDE_CLIENT ? END_CLIENT_RESET : END_TARGET_RESET);
+        return td_err_from_uv(r);
+    }
+    sd->pending += ch->cap;
+    if (sd->pending >= c->d->cfg->limits.buffer) {
+        struct conn_side *src = &c->side[1 - s];
+        if (src->reading && src->tcp) {
+            uv_read_stop((uv_stream_t *)src->tcp);
+            src->reading = false;
+            src->paused = true;
+        }
+    }
+    return 0;
+}
+
+int conn_write_copy(struct conn *c, int s, const void *data, size_t len)
+{
+    while (len > 0) {
+        size_t n = len > TD_CHUNK_SIZE ? TD_CHUNK_SIZE : len;
+        struct td_chunk *ch = chunk_get(n);
+        int r;
+        if (!ch) {
+            conn_close(c, END_NO_RESOURCES);
+            return TD_ENOMEM;
+        }
+        memcpy(ch->data, data, n);
+        r = conn_send(c, s, ch, 0, n);
+        if (r < 0)
+            return r;
+        data = (const uint8_t *)data + n;
+        len -= n;
+    }
+    return 0;
+}
+
+void conn_reply_and_close(struct conn *c, const void *data, size_t len, const char *reason)
+{
+    conn_hs_stop(c);
+    if (conn_write_copy(c, SIDE_CLIENT, data, len) < 0 || c->state == CONN_CLOSING)
+        return;
+    if (c->side[SIDE_CLIENT].pending == 0) {
+        conn_close(c, reason);
+        return;
+    }
+    c->close_after_write = reason;
+}
+
+/* ---- reading --------------------------------------------------------------- */
+
+void conn_alloc_chunk(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct td_chunk *ch = chunk_get(0);
+    (void)h;
+    (void)suggested;
+    if (!ch) {
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
+    *buf = uv_buf_init((char *)ch->data, TD_CHUNK_SIZE);
+}
+
+static int side_of_stream(struct conn *c, uv_stream_t *st)
+{
+    return (uv_stream_t *)c->side[SIDE_CLIENT].tcp == st ? SIDE_CLIENT : SIDE_TARGET;
+}
+
+static void side_resume(struct conn *c, int s)
+{
+    struct conn_side *sd = &c->side[s];
+    sd->paused = false;
+    if (sd->reading || sd->eof || !sd->tcp || c->state != CONN_RELAY)
+        return;
+    if (s == SIDE_CLIENT && c->http_abs && c->http_body_done)
+        return;
+    if (uv_read_start((uv_stream_t *)sd->tcp, conn_alloc_chunk, on_relay_read) == 0)
+        sd->reading = true;
+}
+
+static void side_eof(struct conn *c, int s)
+{
+    struct conn_side *o = &c->side[1 - s];
+    c->side[s].eof = true;
+    c->side[s].reading = false;
+    if (!c->lingering) {
+        c->lingering = true;
+        conn_touch(c);
+        conn_arm_timer(c, conn_idle_limit(c));
+    }
+    if (!o->shut && o->tcp) {
+        o->shut = true;
+        o->shutreq.data = c;
+        if (uv_shutdown(&o->shutreq, (uv_stream_t *)o->tcp, on_shutdown) != 0)
+            o->shut_done = true;
+    }
+    conn_maybe_finish(c);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct conn *c = req->data;
+    int s = req == &c->side[SIDE_CLIENT].shutreq ? SIDE_CLIENT : SIDE_TARGET;
+    if (c->state == CONN_CLOSING)
+        return;
+    c->side[s].shut_done = true;
+    if (status < 0 && status != UV_ECANCELED) {
+        conn_close(c, s == SIDE_CLIENT ? END_CLIENT_RESET : END_TARGET_RESET);
+        return;
+    }
+    conn_maybe_finish(c);
+}
+
+/* The HTTP absolute-URI response head is rewritten (hop-by-hop headers out,
+ * Connection: close in) before the body is relayed untouched. */
+static int http_filter_response(struct conn *c, const uint8_t *p, size_t n)
+{
+    size_t max = HTTP_DEFAULT_MAX_HEAD;
+    struct http_response resp;
+    char *grown;
+    int r;
+
+    if (c->resp_len + n > max + 1)
+        n = max + 1 - c->resp_len;
+    grown = realloc(c->resp, c->resp_len + n);
+    if (!grown)
+        return TD_ENOMEM;
+    c->resp = grown;
+    memcpy(c->resp + c->resp_len, p, n);
+    c->resp_len += n;
+
+    for (;;) {
+        char *out;
+        size_t rest;
+        r = http_parse_response(c->resp, c->resp_len, max, &resp);
+        if (r == TD_EAGAIN)
+            return 0;
+        if (r < 0)
+            return r;
+        out = malloc(resp.head_len + 64);
+        if (!out)
+            return TD_ENOMEM;
+        r = http_build_client_response(&resp, out, resp.head_len + 64);
+        if (r < 0) {
+            free(out);
+            return r;
+        }
+        r = conn_write_copy(c, SIDE_CLIENT, out, (size_t)r);
+        free(out);
+        if (r < 0 || c->state == CONN_CLOSING)
+            return TD_ECANCELED;
+        rest = c->resp_len - resp.head_len;
+        memmove(c->resp, c->resp + resp.head_len, rest);
+        c->resp_len = rest;
+        /* 1xx heads are interim: the final head follows and is rewritten too. */
+        if (resp.status >= 100 && resp.status < 200 && resp.status != 101)
+            continue;
+        c->resp_head_pending = false;
+        if (rest > 0 && conn_write_copy(c, SIDE_CLIENT, c->resp, rest) < 0)
+            return TD_ECANCELED;
+        free(c->resp);
+        c->resp = NULL;
+        c->resp_len = 0;
+        return 0;
+    }
+}
+
+static void on_relay_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = st->data;
+    int s = side_of_stream(c, st);
+    struct td_chunk *ch = buf->base ? chunk_from_data(buf->base) : NULL;
+
+    if (nread > 0 && c->state == CONN_RELAY) {
+        conn_touch(c);
+        if (s == SIDE_TARGET && c->resp_head_pending) {
+            int r;
+            c->bytes_down += (uint64_t)nread;
+            r = http_filter_response(c, ch->data, (size_t)nread);
+            chunk_put(ch);
+            if (r == TD_ECANCELED || c->state == CONN_CLOSING)
+                return;
+            if (r < 0) {
+                char page[1024];
+                int n = http_build_error(502, "the origin sent an invalid response", NULL,
+                                         page, sizeof(page));
+                LOG_INFO("http", "#%llu invalid response head from %s: %s",
+                         (unsigned long long)c->id, c->target_str, td_strerror(r));
+                if (n > 0)
+                    conn_reply_and_close(c, page, (size_t)n, END_PROTOCOL);
+                else
+                    conn_close(c, END_PROTOCOL);
+            }
+            return;
+        }
+        if (s == SIDE_CLIENT && c->http_abs) {
+            size_t used = 0;
+            int r;
+            if (c->http_body_done) {
+                chunk_put(ch);
+                return;
+            }
+            r = http_body_feed(&c->body, ch->data, (size_t)nread, &used);
+            if (r < 0) {
+                chunk_put(ch);
+                LOG_INFO("http", "#%llu malformed request body from %s",
+                         (unsigned long long)c->id, c->client_str);
+                conn_close(c, END_PROTOCOL);
+                return;
+            }
+            if (r == 1) {
+                c->http_body_done = true;
+                uv_read_stop(st);
+                c->side[s].reading = false;
+            }
+            nread = (ssize_t)used;
+            if (nread == 0) {
+                chunk_put(ch);
+                conn_maybe_finish(c);
+                return;
+            }
+        }
+        if (s == SIDE_CLIENT)
+            c->bytes_up += (uint64_t)nread;
+        else
+            c->bytes_down += (uint64_t)nread;
+        conn_send(c, 1 - s, ch, 0, (size_t)nread);
+        if (c->state == CONN_RELAY && c->http_abs && c->http_body_done)
+            conn_maybe_finish(c);
+        return;
+    }
+    chunk_put(ch);
+    if (nread == 0 || c->state == CONN_CLOSING)
+        return;
+    if (nread == UV_EOF) {
+        side_eof(c, s);
+        return;
+    }
+    if (nread == UV_ENOBUFS) {
+        conn_close(c, END_NO_RESOURCES);
+        return;
+    }
+    conn_close(c, s == SIDE_CLIENT ? END_CLIENT_RESET : END_TARGET_RESET);
+}
+
+/* ---- handshake buffer -------------------------------------------------- */
+
+static void on_alloc_hs(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct conn *c = h->data;
+    (void)suggested;
+    if (c->hs_len == c->hs_cap && c->hs_cap < c->hs_max) {
+        size_t ncap = c->hs_cap ? c->hs_cap * 2 : HS_INITIAL;
+        uint8_t *n;
+        if (ncap > c->hs_max)
+            ncap = c->hs_max;
+        n = realloc(c->hs, ncap);
+        if (n) {
+            c->hs = n;
+            c->hs_cap = ncap;
+        }
+    }
+    if (c->hs_len >= c->hs_cap) {
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
+    *buf = uv_buf_init((char *)c->hs + c->hs_len, (unsigned)(c->hs_cap - c->hs_len));
+}
+
+static void on_hs_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = st->data;
+    (void)buf;
+    if (c->state == CONN_CLOSING)
+        return;
+    if (nread > 0) {
+        c->hs_len += (size_t)nread;
+        c->fe->on_data(c);
+        return;
+    }
+    if (nread == 0)
+        return;
+    if (nread == UV_ENOBUFS) {
+        /* The handshake buffer is full and the front-end still wants more:
+         * the front-end decides (HTTP answers 431); this is the backstop. */
+        conn_close(c, END_PROTOCOL);
+        return;
+    }
+    conn_close(c, nread == UV_EOF ? END_CLIENT_EOF : END_CLIENT_RESET);
+}
+
+void conn_hs_consume(struct conn *c, size_t n)
+{
+    if (n >= c->hs_len) {
+        c->hs_len = 0;
+        return;
+    }
+    memmove(c->hs, c->hs + n, c->hs_len - n);
+    c->hs_len -= n;
+}
+
+void conn_hs_stop(struct conn *c)
+{
+    struct conn_side *cl = &c->side[SIDE_CLIENT];
+    if (cl->reading) {
+        uv_read_stop((uv_stream_t *)cl->tcp);
+        cl->reading = false;
+    }
+}
+
+/* ---- connecting -------------------------------------------------------- */
+
+static void conn_fail_connect(struct conn *c, int err)
+{
+    if (c->ai_head) {
+        uv_freeaddrinfo(c->ai_head);
+        c->ai_head = c->ai_next = NULL;
+    }
+    c->fe->on_connect_failed(c, err);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct conn *c = req->data;
+    if (c->state != CONN_CONNECTING)
+        return; /* closing, or a timeout already answered */
+    if (status == 0) {
+        uv_timer_stop(&c->timer);
+        if (c->ai_head) {
+            uv_freeaddrinfo(c->ai_head);
+            c->ai_head = c->ai_next = NULL;
+        }
+        uv_tcp_nodelay(c->side[SIDE_TARGET].tcp, 1);
+        uv_tcp_keepalive(c->side[SIDE_TARGET].tcp, 1, 60);
+        c->fe->on_connected(c);
+        return;
+    }
+    c->last_connect_err = td_err_from_uv(status);
+    LOG_DEBUG("conn", "#%llu connect to %s: %s", (unsigned long long)c->id, c->target_str,
+              uv_strerror(status));
+    conn_close_handle(c, (uv_handle_t *)c->side[SIDE_TARGET].tcp);
+    c->side[SIDE_TARGET].tcp = NULL;
+    conn_connect_next(c);
+}
+
+static void conn_connect_next(struct conn *c)
+{
+    while (c->ai_next) {
+        struct addrinfo *ai = c->ai_next;
+        uv_tcp_t *t;
+        int r;
+        c->ai_next = ai->ai_next;
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+            continue;
+        t = malloc(sizeof(*t));
+        if (!t) {
+            conn_fail_connect(c, TD_ENOMEM);
+            return;
+        }
+        uv_tcp_init(c->d->loop, t);
+        t->data = c;
+        c->handles++;
+        c->side[SIDE_TARGET].tcp = t;
+        c->creq.data = c;
+        r = uv_tcp_connect(&c->creq, t, ai->ai_addr, on_connect);
+        conn_count_fd(c, (uv_handle_t *)t);
+        if (r == 0)
+            return;
+        c->last_connect_err = td_err_from_uv(r);
+        conn_close_handle(c, (uv_handle_t *)t);
+        c->side[SIDE_TARGET].tcp = NULL;
+        if (r == UV_EMFILE || r == UV_ENFILE) {
+            daemon_note_emfile(c->d, "connect");
+            break;
+        }
+    }
+    conn_fail_connect(c, c->last_connect_err ? c->last_connect_err : TD_EHOSTUNREACH);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct td_resolve *rr = td_container_of(req, struct td_resolve, req);
+    struct conn *c = rr->c;
+    free(rr);
+    if (!c) {
+        if (res)
+            uv_freeaddrinfo(res);
+        return;
+    }
+    c->rr = NULL;
+    if (status < 0 || !res) {
+        LOG_DEBUG("conn", "#%llu resolve %s: %s", (unsigned long long)c->id, c->target_str,
+                  uv_strerror(status));
+        if (res)
+            uv_freeaddrinfo(res);
+        c->fe->on_connect_failed(c, status == UV_EAI_MEMORY ? TD_ENOMEM : TD_EDNS);
+        return;
+    }
+    c->ai_head = c->ai_next = res;
+    conn_set_state(c, CONN_CONNECTING);
+    conn_arm_timer(c, c->d->cfg->limits.connect_timeout_ms);
+    conn_connect_next(c);
+}
+
+void conn_connect(struct conn *c, const char *host, uint16_t port)
+{
+    struct addrinfo hints;
+    struct td_resolve *rr;
+    char portstr[8];
+    int r;
+
+    snprintf(c->target_host, sizeof(c->target_host), "%s", host);
+    c->target_port = port;
+    {
+        /* The host may come from the network: keep it printable in logs. */
+        char raw[300];
+        td_hostport_format(raw, sizeof(raw), host, port);
+        td_log_safe(c->target_str, sizeof(c->target_str), raw, strlen(raw));
+    }
+    snprintf(portstr, sizeof(portstr), "%u", port);
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    /* Literal addresses never touch the resolver's thread pool. */
+    {
+        uint8_t ip[16];
+        if (td_ipv4_parse(host, strlen(host), ip) == 0 ||
+            td_ipv6_parse(host, strlen(host), ip) == 0)
+            hints.ai_flags = AI_NUMERICHOST;
+        else
+            hints.ai_flags = AI_ADDRCONFIG;
+    }
+    rr = malloc(sizeof(*rr));
+    if (!rr) {
+        c->fe->on_connect_failed(c, TD_ENOMEM);
+        return;
+    }
+    rr->c = c;
+    c->rr = rr;
+    conn_set_state(c, CONN_RESOLVING);
+    conn_arm_timer(c, c->d->cfg->limits.dns_timeout_ms);
+    r = uv_getaddrinfo(c->d->loop, &rr->req, on_resolved, host, portstr, &hints);
+    if (r < 0) {
+        c->rr = NULL;
+        free(rr);
+        c->fe->on_connect_failed(c, td_err_from_uv(r));
+    }
+}
+
+/* ---- relay -------------------------------------------------------------- */
+
+void conn_start_relay(struct conn *c)
+{
+    conn_set_state(c, CONN_RELAY);
+    conn_touch(c);
+    conn_arm_timer(c, c->d->cfg->limits.idle_timeout_ms);
+    if (c->hs_len > 0) {
+        size_t n = c->hs_len;
+        if (c->http_abs && !c->http_body_done) {
+            size_t used = 0;
+            int r = http_body_feed(&c->body, c->hs, c->hs_len, &used);
+            if (r < 0) {
+                conn_close(c, END_PROTOCOL);
+                return;
+            }
+            if (r == 1)
+                c->http_body_done = true;
+            n = used;
+        } else if (c->http_abs) {
+            n = 0;
+        }
+        c->bytes_up += n;
+        if (n > 0 && conn_write_copy(c, SIDE_TARGET, c->hs, n) < 0)
+            return;
+    }
+    free(c->hs);
+    c->hs = NULL;
+    c->hs_len = c->hs_cap = 0;
+    if (c->state != CONN_RELAY)
+        return;
+    for (int s = 0; s < 2; s++) {
+        c->side[s].reading = false;
+        uv_read_stop((uv_stream_t *)c->side[s].tcp);
+        if (!c->side[s].paused)
+            side_resume(c, s);
+    }
+    conn_maybe_finish(c);
+}
+
+bool conn_check_user(struct conn *c, const char *user, size_t ulen, const char *pass,
+                     size_t plen)
+{
+    const struct td_config *cfg = c->d->cfg;
+    bool ok = false;
+    /* Every user is compared, with hashed secrets, so that neither the time
+     * nor the position of a match says which names exist. */
+    for (size_t i = 0; i < cfg->n_users; i++) {
+        const struct cfg_user *u = &cfg->users[i];
+        bool name_ok = td_ct_secret_eq(u->name, strlen(u->name), user, ulen);
+        bool pass_ok = u->password && td_ct_secret_eq(u->password, strlen(u->password), pass, plen);
+        ok |= name_ok & pass_ok;
+    }
+    return ok;
+}
+
+/* Mixed listeners: SOCKS5 starts with version byte 5, HTTP with a method. */
+static void mixed_on_data(struct conn *c)
+{
+    uint8_t b = c->hs[0];
+    if (b == 0x05) {
+        c->fe = &frontend_socks5;
+    } else if (b >= 'A' && b <= 'Z') {
+        c->fe = &frontend_http;
+    } else {
+        LOG_INFO("conn", "#%llu %s: first byte 0x%02x is neither SOCKS5 nor HTTP",
+                 (unsigned long long)c->id, c->client_str, b);
+        conn_close(c, END_PROTOCOL);
+        return;
+    }
+    c->fe->on_data(c);
+}
+
+static const struct frontend frontend_mixed = {"mixed", mixed_on_data, NULL, NULL};
+
+
+/* ---- accept --------------------------------------------------------------- */
+
+void conn_accept(struct td_listener *l)
+{
+    struct td_daemon *d = l->d;
+    struct conn *c = calloc(1, sizeof(*c));
+    struct sockaddr_storage ss;
+    int namelen = sizeof(ss);
+    char ip[64];
+
+    if (!c) {
+        LOG_ERROR("conn", "out of memory accepting on %s", l->cfg->name);
+        l->pending_accept = true; /* retried when something is freed */
+        return;
+    }
+    c->d = d;
+    c->l = l;
+    c->id = ++d->next_conn_id;
+    c->start_ms = uv_now(d->loop);
+    c->hs_max = HTTP_DEFAULT_MAX_HEAD + 1024;
+    td_queue_insert_tail(&d->conns, &c->node);
+    d->n_conns++;
+    d->stat_accepted++;
+
+    uv_tcp_init(d->loop, &c->client_tcp);
+    c->client_tcp.data = c;
+    c->side[SIDE_CLIENT].tcp = &c->client_tcp;
+    c->handles++;
+    uv_timer_init(d->loop, &c->timer);
+    c->timer.data = c;
+    c->handles++;
+
+    if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->client_tcp) != 0) {
+        snprintf(c->client_str, sizeof(c->client_str), "-");
+        conn_close(c, END_ERROR);
+        return;
+    }
+    conn_count_fd(c, (uv_handle_t *)&c->client_tcp);
+    if (uv_tcp_getpeername(&c->client_tcp, (struct sockaddr *)&ss, &namelen) == 0) {
+        uint16_t port = 0;
+        if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+            uv_ip6_name(s6, ip, sizeof(ip));
+            port = ntohs(s6->sin6_port);
+        } else {
+            struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+            uv_ip4_name(s4, ip, sizeof(ip));
+            port = ntohs(s4->sin_port);
+        }
+        td_hostport_format(c->client_str, sizeof(c->client_str), ip, port);
+    } else {
+        snprintf(c->client_str, sizeof(c->client_str), "-");
+    }
+    uv_tcp_nodelay(&c->client_tcp, 1);
+    uv_tcp_keepalive(&c->client_tcp, 1, 60);
+    LOG_DEBUG("conn", "#%llu accepted on %s from %s", (unsigned long long)c->id, l->cfg->name,
+              c->client_str);
+
+    switch (l->cfg->type) {
+    case CFG_LISTENER_SOCKS5:
+        c->fe = &frontend_socks5;
+        break;
+    case CFG_LISTENER_HTTP:
+        c->fe = &frontend_http;
+        break;
+    case CFG_LISTENER_MIXED:
+        c->fe = &frontend_mixed; /* decided by the first byte */
+        break;
+    case CFG_LISTENER_FORWARD:
+        c->fe = &frontend_forward;
+        conn_connect(c, l->cfg->target.host, l->cfg->target.port);
+        return;
+    }
+    conn_arm_timer(c, d->cfg->limits.handshake_timeout_ms);
+    if (uv_read_start((uv_stream_t *)&c->client_tcp, on_alloc_hs, on_hs_read) == 0)
+        c->side[SIDE_CLIENT].reading = true;
+    else
+        conn_close(c, END_CLIENT_RESET);
+}
+

@@ -1,0 +1,77 @@
+/* The daemon: one libuv loop, the loaded config, the listeners and the live
+ * connections.  Platform front ends (main_posix.c, main_win.c) parse their
+ * arguments and call daemon_run(); everything after that is shared. */
+#ifndef TD_DAEMON_H_
+#define TD_DAEMON_H_
+
+#include "config.h"
+#include "queue.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct td_listener;
+
+struct td_daemon;
+
+struct daemon_opts {
+    const char *config_path;
+    int log_level_override; /* -1: use the config's */
+    /* Platform glue (signals on POSIX, the service control handler on
+     * Windows): started once the listeners are bound, stopped when the
+     * daemon begins to shut down so that the loop can end. */
+    void (*platform_start)(struct td_daemon *d);
+    void (*platform_stop)(struct td_daemon *d);
+};
+
+enum daemon_request {
+    DAEMON_REQ_STOP = 1,
+    DAEMON_REQ_REOPEN_LOGS = 2,
+};
+
+struct td_daemon {
+    uv_loop_t *loop;
+    struct td_config *cfg;
+
+    struct td_listener *listeners;
+    size_t n_listeners;
+
+    struct td_queue conns; /* every struct conn, for drain and shutdown */
+    uint32_t n_conns;
+    uint64_t next_conn_id;
+
+    /* File descriptors: a budget derived from RLIMIT_NOFILE so that accept()
+     * never hits EMFILE; see listener.c. */
+    uint64_t fd_budget;
+    uint64_t fds_in_use;
+    bool accept_paused_logged;
+    bool emfile_logged;
+    uint64_t emfile_until; /* uv_now() before which accepting stays paused */
+    uv_timer_t accept_timer;
+
+    bool draining;
+    bool stopped;
+    uv_timer_t drain_timer;
+    const struct daemon_opts *opts;
+
+    uint64_t stat_accepted, stat_closed;
+};
+
+int daemon_run(const struct daemon_opts *opts);
+void daemon_request(struct td_daemon *d, enum daemon_request req);
+
+/* Called by connections when they are freed, and by anything that frees file
+ * descriptors, so that paused listeners can resume. */
+void daemon_conn_gone(struct td_daemon *d);
+/* Something failed with EMFILE/ENFILE: pause accepting briefly, log once. */
+void daemon_note_emfile(struct td_daemon *d, const char *what);
+bool daemon_fds_available(const struct td_daemon *d, uint64_t n);
+
+/* Platform hooks, in fdlimit_posix.c / fdlimit_win.c. */
+uint64_t fdlimit_raise(void);
+
+/* Map a libuv status to TD_E* (uverr.c). */
+int td_err_from_uv(int uverr);
+
+#endif

@@ -1,0 +1,77 @@
+#include "netutil.h"
+
+#include "addr.h"
+#include "error.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const uint8_t v4mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+void td_sockaddr_to_socks5(const struct sockaddr *sa, struct socks5_addr *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        const uint8_t *b = (const uint8_t *)&s6->sin6_addr;
+        if (memcmp(b, v4mapped_prefix, 12) == 0) {
+            out->atyp = SOCKS5_ATYP_IPV4;
+            memcpy(out->ip, b + 12, 4);
+        } else {
+            out->atyp = SOCKS5_ATYP_IPV6;
+            memcpy(out->ip, b, 16);
+        }
+        out->port = ntohs(s6->sin6_port);
+    } else {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        out->atyp = SOCKS5_ATYP_IPV4;
+        memcpy(out->ip, &s4->sin_addr, 4);
+        out->port = ntohs(s4->sin_port);
+    }
+}
+
+int td_socks5_to_sockaddr(const struct socks5_addr *a, struct sockaddr_storage *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (a->atyp == SOCKS5_ATYP_IPV4) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)out;
+        s4->sin_family = AF_INET;
+        memcpy(&s4->sin_addr, a->ip, 4);
+        s4->sin_port = htons(a->port);
+        return 0;
+    }
+    if (a->atyp == SOCKS5_ATYP_IPV6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)out;
+        s6->sin6_family = AF_INET6;
+        memcpy(&s6->sin6_addr, a->ip, 16);
+        s6->sin6_port = htons(a->port);
+        return 0;
+    }
+    return TD_EINVAL;
+}
+
+int socks5_addr_host(const struct socks5_addr *a, char *out, size_t cap)
+{
+    switch (a->atyp) {
+    case SOCKS5_ATYP_IPV4:
+        td_ip_format(out, cap, a->ip, 4);
+        return 0;
+    case SOCKS5_ATYP_IPV6:
+        td_ip_format(out, cap, a->ip, 16);
+        return 0;
+    case SOCKS5_ATYP_DOMAIN:
+        snprintf(out, cap, "%s", a->host);
+        return 0;
+    default:
+        return TD_EINVAL;
+    }
+}
+
+const char *td_sockaddr_str(const struct sockaddr *sa, char *out, size_t cap)
+{
+    struct socks5_addr a;
+    char ip[64];
+    td_sockaddr_to_socks5(sa, &a);
+    socks5_addr_host(&a, ip, sizeof(ip));
+    return td_hostport_format(out, cap, ip, a.port);
+}

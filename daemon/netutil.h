@@ -1,0 +1,20 @@
+/* Conversions between socket addresses and the codecs' address types. */
+#ifndef TD_NETUTIL_H_
+#define TD_NETUTIL_H_
+
+#include "socks5.h"
+
+#include <stddef.h>
+#include <uv.h>
+
+/* Fills atyp, ip and port.  IPv4-mapped IPv6 addresses become IPv4. */
+void td_sockaddr_to_socks5(const struct sockaddr *sa, struct socks5_addr *out);
+/* For literal addresses only; returns 0 or TD_EINVAL (a domain). */
+int td_socks5_to_sockaddr(const struct socks5_addr *a, struct sockaddr_storage *out);
+/* The host part as text: the domain, or the IP literal. */
+int socks5_addr_host(const struct socks5_addr *a, char *out, size_t cap);
+/* "ip:port" / "[ip]:port" of a socket address. */
+const char *td_sockaddr_str(const struct sockaddr *sa, char *out, size_t cap);
+uint8_t socks5_rep_for_error(int err);
+
+#endif
