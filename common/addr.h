@@ -19,7 +19,7 @@ struct td_hostport {
     char host[TD_HOST_MAX + 1]; /* NUL-terminated; IPv6 without brackets */
     uint16_t port;
     enum td_host_kind kind;
-    uint8_t ip[16];             /* network order; 4 bytes used for IPv4 */
+    uint8_t ip[16]; /* network order; 4 bytes used for IPv4 */
 };
 
 /* Parse "host:port", "1.2.3.4:port" or "[v6]:port".  Hostnames must be valid

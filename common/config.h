@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TD_CONFIG_VERSION 1
+#define TD_CONFIG_VERSION  1
 #define TD_CONFIG_MAX_FILE (4u * 1024 * 1024)
 
 enum cfg_listener_type {
@@ -42,20 +42,20 @@ struct cfg_listener {
     struct td_hostport listen;
     struct td_hostport target; /* forward only */
     bool has_target;
-    char *route;               /* "direct" or a tunnel name */
+    char *route; /* "direct" or a tunnel name */
     enum cfg_auth auth;
 };
 
 struct cfg_limits {
-    uint32_t max_connections;     /* default 20000 */
+    uint32_t max_connections;      /* default 20000 */
     uint64_t handshake_timeout_ms; /* default 10s */
-    uint64_t connect_timeout_ms;  /* default 10s */
-    uint64_t idle_timeout_ms;     /* default 5m */
-    uint64_t linger_ms;           /* default 10s: after the first FIN */
-    uint64_t dns_timeout_ms;      /* default 5s */
-    uint64_t udp_timeout_ms;      /* default 60s: idle UDP association */
-    uint64_t drain_timeout_ms;    /* default 10s: on SIGTERM */
-    uint64_t buffer;              /* default 64KiB: per-direction high-water mark */
+    uint64_t connect_timeout_ms;   /* default 10s */
+    uint64_t idle_timeout_ms;      /* default 5m */
+    uint64_t linger_ms;            /* default 10s: after the first FIN */
+    uint64_t dns_timeout_ms;       /* default 5s */
+    uint64_t udp_timeout_ms;       /* default 60s: idle UDP association */
+    uint64_t drain_timeout_ms;     /* default 10s: on SIGTERM */
+    uint64_t buffer;               /* default 64KiB: per-direction high-water mark */
 };
 
 struct cfg_log {

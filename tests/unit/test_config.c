@@ -1,0 +1,764 @@
+/* The config loader (common/config.c): a full good config with every value
+ * and default checked, and each kind of error with its exact position, key
+ * path and text. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "error.h"
+#include "log.h"
+
+/* version + one valid listener: lines 1-5.  Tests append from line 6. */
+#define BASE                                                                                       \
+    "version: 1\n"                                                                                 \
+    "listeners:\n"                                                                                 \
+    "  - name: a\n"                                                                                \
+    "    type: socks5\n"                                                                           \
+    "    listen: 127.0.0.1:1080\n"
+
+static struct td_config *load_ok(const char *name, const char *yaml)
+{
+    struct td_config *cfg = NULL;
+    struct cfg_errors errs;
+    int rc = cfg_load_buffer(name, yaml, strlen(yaml), &cfg, &errs);
+
+    for (size_t i = 0; i < errs.n; i++)
+        print_error("unexpected: %s\n", errs.msgs[i]);
+    assert_int_equal(errs.n, 0);
+    assert_int_equal(rc, 0);
+    assert_non_null(cfg);
+    cfg_errors_free(&errs);
+    return cfg;
+}
+
+static void expect_errors(const char *yaml, size_t len, const char *const *want, size_t n)
+{
+    struct td_config *cfg = (struct td_config *)(uintptr_t)1;
+    struct cfg_errors errs;
+    int rc = cfg_load_buffer("t.yaml", yaml, len, &cfg, &errs);
+    bool same = errs.n == n;
+
+    for (size_t i = 0; same && i < n; i++)
+        same = strcmp(errs.msgs[i], want[i]) == 0;
+    if (!same) {
+        for (size_t i = 0; i < n; i++)
+            print_error("want: %s\n", want[i]);
+        for (size_t i = 0; i < errs.n; i++)
+            print_error("got:  %s\n", errs.msgs[i]);
+    }
+    assert_true(same);
+    assert_int_equal(rc, TD_ECONFIG);
+    /* A config with any error is never handed out. */
+    assert_null(cfg);
+    cfg_errors_free(&errs);
+    assert_int_equal(errs.n, 0);
+    assert_null(errs.msgs);
+}
+
+#define EXPECT_ERRORS(yaml, ...)                                                                   \
+    do {                                                                                           \
+        static const char *const want_[] = {__VA_ARGS__};                                          \
+        expect_errors((yaml), strlen(yaml), want_, sizeof(want_) / sizeof(want_[0]));              \
+    } while (0)
+
+static void test_full_config(void **state)
+{
+    static const char yaml[] = "# every key\n"
+                               "version: 1\n"
+                               "log:\n"
+                               "  level: debug\n"
+                               "  file: \"-\"\n"
+                               "control:\n"
+                               "  socket: run/control.sock\n"
+                               "  group: tunneld\n"
+                               "state_dir: /var/lib/td\n"
+                               "limits:\n"
+                               "  max_connections: 1000000\n"
+                               "  handshake_timeout: 250ms\n"
+                               "  connect_timeout: 3s\n"
+                               "  idle_timeout: 2h\n"
+                               "  linger: 1m\n"
+                               "  dns_timeout: \"4s\"\n"
+                               "  udp_timeout: 1d\n"
+                               "  drain_timeout: 0\n"
+                               "  buffer: 1MiB\n"
+                               "users:\n"
+                               "  - name: alice\n"
+                               "    password: 's3cret'\n"
+                               "    wstan_key: \"AAECAwQFBgcICQoLDA0ODw==\"\n"
+                               "    jproxy_user_file: jproxy/alice.dat\n"
+                               "  - name: Bob_2.x-y\n"
+                               "    jproxy_user_file: /abs/bob.dat\n"
+                               "listeners:\n"
+                               "  - name: local\n"
+                               "    type: mixed\n"
+                               "    listen: 127.0.0.1:0\n"
+                               "    route: direct\n"
+                               "    auth: users\n"
+                               "  - name: s5\n"
+                               "    type: socks5\n"
+                               "    listen: \"[::1]:1080\"\n"
+                               "    auth: none\n"
+                               "  - {name: web, type: http, listen: 'proxy.local:3128'}\n"
+                               "  - name: ssh\n"
+                               "    type: forward\n"
+                               "    listen: 0.0.0.0:2222\n"
+                               "    target: example.com:22\n";
+    struct td_config *cfg = load_ok("/etc/tunneld/tunneld.yaml", yaml);
+    const struct cfg_listener *l;
+
+    (void)state;
+    assert_string_equal(cfg->path, "/etc/tunneld/tunneld.yaml");
+    assert_string_equal(cfg->dir, "/etc/tunneld");
+    assert_int_equal(cfg->version, 1);
+    assert_int_equal(cfg->log.level, TD_LOG_DEBUG);
+    assert_string_equal(cfg->log.file, "-");
+    assert_string_equal(cfg->control.socket, "/etc/tunneld/run/control.sock");
+    assert_string_equal(cfg->control.group, "tunneld");
+    assert_string_equal(cfg->state_dir, "/var/lib/td");
+    assert_int_equal(cfg->limits.max_connections, 1000000);
+    assert_int_equal(cfg->limits.handshake_timeout_ms, 250);
+    assert_int_equal(cfg->limits.connect_timeout_ms, 3000);
+    assert_int_equal(cfg->limits.idle_timeout_ms, 2 * 3600 * 1000);
+    assert_int_equal(cfg->limits.linger_ms, 60000);
+    assert_int_equal(cfg->limits.dns_timeout_ms, 4000);
+    assert_int_equal(cfg->limits.udp_timeout_ms, 86400000);
+    assert_int_equal(cfg->limits.drain_timeout_ms, 0);
+    assert_int_equal(cfg->limits.buffer, 1024 * 1024);
+
+    assert_int_equal(cfg->n_users, 2);
+    assert_string_equal(cfg->users[0].name, "alice");
+    assert_string_equal(cfg->users[0].password, "s3cret");
+    assert_string_equal(cfg->users[0].wstan_key, "AAECAwQFBgcICQoLDA0ODw==");
+    assert_string_equal(cfg->users[0].jproxy_user_file, "/etc/tunneld/jproxy/alice.dat");
+    assert_string_equal(cfg->users[1].name, "Bob_2.x-y");
+    assert_null(cfg->users[1].password);
+    assert_null(cfg->users[1].wstan_key);
+    assert_string_equal(cfg->users[1].jproxy_user_file, "/abs/bob.dat");
+    assert_ptr_equal(cfg_find_user(cfg, "alice"), &cfg->users[0]);
+    assert_ptr_equal(cfg_find_user(cfg, "Bob_2.x-y"), &cfg->users[1]);
+    assert_null(cfg_find_user(cfg, "carol"));
+    assert_null(cfg_find_user(cfg, NULL));
+
+    assert_int_equal(cfg->n_listeners, 4);
+    l = &cfg->listeners[0];
+    assert_string_equal(l->name, "local");
+    assert_int_equal(l->type, CFG_LISTENER_MIXED);
+    assert_string_equal(l->listen.host, "127.0.0.1");
+    assert_int_equal(l->listen.port, 0);
+    assert_int_equal(l->listen.kind, TD_HOST_IPV4);
+    assert_false(l->has_target);
+    assert_string_equal(l->route, "direct");
+    assert_int_equal(l->auth, CFG_AUTH_USERS);
+    l = &cfg->listeners[1];
+    assert_string_equal(l->name, "s5");
+    assert_int_equal(l->type, CFG_LISTENER_SOCKS5);
+    assert_string_equal(l->listen.host, "::1");
+    assert_int_equal(l->listen.kind, TD_HOST_IPV6);
+    assert_int_equal(l->listen.port, 1080);
+    assert_int_equal(l->auth, CFG_AUTH_NONE);
+    assert_string_equal(l->route, "direct");
+    l = &cfg->listeners[2];
+    assert_string_equal(l->name, "web");
+    assert_int_equal(l->type, CFG_LISTENER_HTTP);
+    assert_string_equal(l->listen.host, "proxy.local");
+    assert_int_equal(l->listen.kind, TD_HOST_NAME);
+    assert_int_equal(l->listen.port, 3128);
+    l = &cfg->listeners[3];
+    assert_string_equal(l->name, "ssh");
+    assert_int_equal(l->type, CFG_LISTENER_FORWARD);
+    assert_true(l->has_target);
+    assert_string_equal(l->target.host, "example.com");
+    assert_int_equal(l->target.port, 22);
+    assert_int_equal(l->target.kind, TD_HOST_NAME);
+    assert_string_equal(l->route, "direct");
+    assert_int_equal(l->auth, CFG_AUTH_NONE);
+
+    assert_string_equal(cfg_listener_type_name(CFG_LISTENER_FORWARD), "forward");
+    assert_string_equal(cfg_listener_type_name(CFG_LISTENER_MIXED), "mixed");
+    assert_string_equal(cfg_auth_name(CFG_AUTH_USERS), "users");
+    assert_string_equal(cfg_listener_type_name((enum cfg_listener_type)42), "?");
+    cfg_free(cfg);
+}
+
+static void test_defaults(void **state)
+{
+    struct td_config *cfg = load_ok("tunneld.yaml", BASE);
+
+    (void)state;
+    assert_string_equal(cfg->path, "tunneld.yaml");
+    assert_string_equal(cfg->dir, ".");
+    assert_int_equal(cfg->version, 1);
+    assert_int_equal(cfg->log.level, TD_LOG_INFO);
+    assert_string_equal(cfg->log.file, "-");
+    assert_string_equal(cfg->control.socket, "/run/tunneld/control.sock");
+    assert_null(cfg->control.group);
+    assert_string_equal(cfg->state_dir, "/var/lib/tunneld");
+    assert_int_equal(cfg->limits.max_connections, 20000);
+    assert_int_equal(cfg->limits.handshake_timeout_ms, 10000);
+    assert_int_equal(cfg->limits.connect_timeout_ms, 10000);
+    assert_int_equal(cfg->limits.idle_timeout_ms, 300000);
+    assert_int_equal(cfg->limits.linger_ms, 10000);
+    assert_int_equal(cfg->limits.dns_timeout_ms, 5000);
+    assert_int_equal(cfg->limits.udp_timeout_ms, 60000);
+    assert_int_equal(cfg->limits.drain_timeout_ms, 10000);
+    assert_int_equal(cfg->limits.buffer, 65536);
+    assert_int_equal(cfg->n_users, 0);
+    assert_null(cfg->users);
+    assert_int_equal(cfg->n_listeners, 1);
+    assert_string_equal(cfg->listeners[0].route, "direct");
+    assert_int_equal(cfg->listeners[0].auth, CFG_AUTH_NONE);
+    cfg_free(cfg);
+
+    /* Empty sections keep their defaults; relative paths with a relative
+     * config name stay relative to the same directory. */
+    cfg = load_ok("conf/t.yaml", BASE "log:\nlimits:\nusers:\ncontrol: {}\nstate_dir: st\n");
+    assert_string_equal(cfg->dir, "conf");
+    assert_string_equal(cfg->state_dir, "conf/st");
+    assert_int_equal(cfg->limits.buffer, 65536);
+    cfg_free(cfg);
+    cfg = load_ok("t.yaml", BASE "state_dir: st\nlog: {file: t.log}\n");
+    assert_string_equal(cfg->state_dir, "st");
+    assert_string_equal(cfg->log.file, "t.log");
+    cfg_free(cfg);
+    cfg = load_ok("/t.yaml", BASE "state_dir: st\n");
+    assert_string_equal(cfg->dir, "/");
+    assert_string_equal(cfg->state_dir, "/st");
+    cfg_free(cfg);
+}
+
+static void test_yaml_features(void **state)
+{
+    struct td_config *cfg;
+
+    (void)state;
+    /* Flow style, a document marker, comments and aliases are all fine. */
+    cfg =
+        load_ok("t.yaml", "%YAML 1.1\n---\n# c\nversion: 1 # one\n"
+                          "users: [&u {name: u1, password: p}]\n"
+                          "listeners: [{name: a, type: http, listen: &l '[::]:8080'},\n"
+                          "            {name: b, type: forward, listen: 127.0.0.1:1, target: *l}]\n"
+                          "...\n");
+    assert_int_equal(cfg->n_listeners, 2);
+    assert_int_equal(cfg->listeners[1].target.port, 8080);
+    assert_int_equal(cfg->listeners[1].target.kind, TD_HOST_IPV6);
+    cfg_free(cfg);
+}
+
+static void test_unknown_key(void **state)
+{
+    (void)state;
+    EXPECT_ERRORS(BASE "    colour: red\n"
+                       "lmits: {}\n"
+                       "log:\n"
+                       "  lvl: debug\n"
+                       "\"a\\x01b\": 1\n",
+                  "t.yaml:6:5: listeners[0].colour: unknown key", "t.yaml:7:1: lmits: unknown key",
+                  "t.yaml:9:3: log.lvl: unknown key", "t.yaml:10:1: a?b: unknown key");
+    EXPECT_ERRORS(BASE "[1]: x\n", "t.yaml:6:1: yaml: keys must be strings, got a list");
+}
+
+static void test_wrong_type(void **state)
+{
+    (void)state;
+    EXPECT_ERRORS("version: 1\n"
+                  "log: [a, b]\n"
+                  "limits:\n"
+                  "  max_connections: {a: 1}\n"
+                  "  idle_timeout: [1s]\n"
+                  "listeners:\n"
+                  "  - name: [x]\n"
+                  "    type: socks5\n"
+                  "    listen: 127.0.0.1:1080\n"
+                  "  - just a string\n"
+                  "users: {name: x}\n"
+                  "state_dir: {}\n",
+                  "t.yaml:2:6: log: expected a mapping, got a list",
+                  "t.yaml:4:20: limits.max_connections: expected an integer, got a mapping",
+                  "t.yaml:5:17: limits.idle_timeout: expected a duration, got a list",
+                  "t.yaml:7:11: listeners[0].name: expected a name, got a list",
+                  "t.yaml:10:5: listeners[1]: expected a mapping, got a plain value",
+                  "t.yaml:11:8: users: expected a list, got a mapping",
+                  "t.yaml:12:12: state_dir: expected a path, got a mapping");
+    /* Integers must be plain scalars, and integers. */
+    EXPECT_ERRORS(BASE "limits:\n"
+                       "  max_connections: \"100\"\n"
+                       "  buffer: '64KiB'\n",
+                  "t.yaml:7:20: limits.max_connections: expected an integer, got a quoted string");
+    EXPECT_ERRORS(BASE "limits: {max_connections: eighty}\n",
+                  "t.yaml:6:27: limits.max_connections: expected an integer, got 'eighty'");
+    EXPECT_ERRORS(BASE "limits: {max_connections: 0}\n",
+                  "t.yaml:6:27: limits.max_connections: 0 is out of range (1-1000000)");
+    EXPECT_ERRORS(BASE "limits: {max_connections: 1000001}\n",
+                  "t.yaml:6:27: limits.max_connections: 1000001 is out of range (1-1000000)");
+    EXPECT_ERRORS(BASE "limits: {max_connections: -3}\n",
+                  "t.yaml:6:27: limits.max_connections: -3 is out of range (1-1000000)");
+    EXPECT_ERRORS(BASE "limits: {max_connections: 99999999999999999999}\n",
+                  "t.yaml:6:27: limits.max_connections: expected an integer, got "
+                  "'99999999999999999999'");
+}
+
+static void test_null_values(void **state)
+{
+    (void)state;
+    EXPECT_ERRORS("version: 1\n"
+                  "listeners:\n"
+                  "  - name: a\n"
+                  "    type: ~\n"
+                  "    listen:\n"
+                  "users:\n"
+                  "  -\n"
+                  "  - name: null\n"
+                  "    password: p\n",
+                  "t.yaml:4:11: listeners[0].type: expected a listener type, got an empty value",
+                  "t.yaml:5:12: listeners[0].listen: expected an address (host:port), got an "
+                  "empty value",
+                  "t.yaml:7:4: users[0]: expected a mapping, got an empty value",
+                  "t.yaml:8:11: users[1].name: expected a name, got an empty value");
+    /* Quoted, "null" is just a string. */
+    EXPECT_ERRORS(BASE "control: {group: \"\"}\n",
+                  "t.yaml:6:18: control.group: invalid name '' (use 1 to 64 letters, digits, "
+                  "'.', '_' or '-')");
+    EXPECT_ERRORS(BASE "listeners: []\n", "t.yaml:6:1: listeners: duplicate key (first defined "
+                                          "at 2:1)");
+}
+
+static void test_bad_address(void **state)
+{
+    (void)state;
+    EXPECT_ERRORS("version: 1\n"
+                  "listeners:\n"
+                  "  - {name: a, type: socks5, listen: 127.0.0.1:eighty}\n"
+                  "  - {name: b, type: socks5, listen: 127.0.0.1:65536}\n"
+                  "  - {name: c, type: socks5, listen: '::1:80'}\n"
+                  "  - {name: d, type: socks5, listen: 'bad host:80'}\n"
+                  "  - {name: e, type: socks5, listen: 10.0.0.1}\n"
+                  "  - {name: f, type: forward, listen: ':1', target: 'h:0'}\n",
+                  "t.yaml:3:37: listeners[0].listen: invalid address '127.0.0.1:eighty': port "
+                  "is not a number",
+                  "t.yaml:4:37: listeners[1].listen: invalid address '127.0.0.1:65536': port "
+                  "must be at most 65535",
+                  "t.yaml:5:37: listeners[2].listen: invalid address '::1:80': IPv6 addresses "
+                  "must be written in brackets, as [::1]:port",
+                  "t.yaml:6:37: listeners[3].listen: invalid address 'bad host:80': invalid "
+                  "character in address",
+                  "t.yaml:7:37: listeners[4].listen: invalid address '10.0.0.1': missing port",
+                  "t.yaml:8:38: listeners[5].listen: invalid address ':1': empty host",
+                  "t.yaml:8:52: listeners[5].target: invalid address 'h:0': port 0 is not "
+                  "allowed here");
+}
+
+static void test_duplicates(void **state)
+{
+    (void)state;
+    EXPECT_ERRORS("version: 1\n"
+                  "version: 1\n"
+                  "listeners:\n"
+                  "  - name: a\n"
+                  "    type: socks5\n"
+                  "    listen: 127.0.0.1:1080\n"
+                  "    type: http\n"
+                  "log: {level: info, level: info}\n",
+                  "t.yaml:2:1: version: duplicate key (first defined at 1:1)",
+                  "t.yaml:7:5: listeners[0].type: duplicate key (first defined at 5:5)",
+                  "t.yaml:8:20: log.level: duplicate key (first defined at 8:7)");
+    EXPECT_ERRORS(BASE "  - {name: b, type: http, listen: 127.0.0.1:2}\n"
+                       "  - {name: a, type: http, listen: 127.0.0.1:3}\n"
+                       "  - {name: a, type: http, listen: 127.0.0.1:4}\n"
+                       "users:\n"
+                       "  - {name: u, password: p}\n"
+                       "  - {name: u, password: q}\n",
+                  "t.yaml:7:12: listeners[2].name: duplicate listener name 'a' (first defined "
+                  "at 3:11)",
+                  "t.yaml:8:12: listeners[3].name: duplicate listener name 'a' (first defined "
+                  "at 3:11)",
+                  "t.yaml:11:12: users[1].name: duplicate user name 'u' (first defined at "
+                  "10:12)");
+}
+
+static void test_missing_required(void **state)
+{
+    (void)state;
+    EXPECT_ERRORS("# no version\n"
+                  "listeners:\n"
+                  "  - name: a\n"
+                  "    type: socks5\n"
+                  "  - listen: 127.0.0.1:1\n",
+                  "t.yaml:2:1: version: missing required key",
+                  "t.yaml:3:5: listeners[0].listen: missing required key",
+                  "t.yaml:5:5: listeners[1].name: missing required key",
+                  "t.yaml:5:5: listeners[1].type: missing required key");
+    EXPECT_ERRORS("version: 1\n", "t.yaml:1:1: listeners: missing required key");
+    EXPECT_ERRORS("version: 1\nlisteners: []\n",
+                  "t.yaml:2:12: listeners: at least one listener is required");
+    EXPECT_ERRORS("version: 1\nlisteners:\n",
+                  "t.yaml:2:11: listeners: at least one listener is required");
+    EXPECT_ERRORS(BASE "users:\n  - name: nobody\n",
+                  "t.yaml:7:5: users[0]: user has no credentials (set password, wstan_key or "
+                  "jproxy_user_file)");
+}
+
+static void test_version(void **state)
+{
+    (void)state;
+    EXPECT_ERRORS("version: 2\nlisteners: [{name: a, type: http, listen: 'h:1'}]\n",
+                  "t.yaml:1:10: version: unsupported version 2 (this tunneld reads version 1)");
+    EXPECT_ERRORS("version: \"1\"\nlisteners: [{name: a, type: http, listen: 'h:1'}]\n",
+                  "t.yaml:1:10: version: expected an integer, got a quoted string");
+    EXPECT_ERRORS("version: one\nlisteners: [{name: a, type: http, listen: 'h:1'}]\n",
+                  "t.yaml:1:10: version: expected an integer, got 'one'");
+    EXPECT_ERRORS("version:\nlisteners: [{name: a, type: http, listen: 'h:1'}]\n",
+                  "t.yaml:1:9: version: expected an integer, got an empty value");
+}
+
+static void test_forward_rules(void **state)
+{
+    (void)state;
+    EXPECT_ERRORS("version: 1\n"
+                  "users: [{name: u, password: p}]\n"
+                  "listeners:\n"
+                  "  - name: fwd\n"
+                  "    type: forward\n"
+                  "    listen: 127.0.0.1:2222\n"
+                  "  - name: s5\n"
+                  "    type: socks5\n"
+                  "    listen: 127.0.0.1:1080\n"
+                  "    target: example.com:22\n"
+                  "  - name: fwd2\n"
+                  "    type: forward\n"
+                  "    listen: 127.0.0.1:2223\n"
+                  "    target: example.com:22\n"
+                  "    auth: users\n",
+                  "t.yaml:4:5: listeners[0].target: missing required key (a forward listener "
+                  "needs a target)",
+                  "t.yaml:10:5: listeners[1].target: only forward listeners take a target (this "
+                  "one is socks5)",
+                  "t.yaml:15:11: listeners[2].auth: a forward listener cannot use 'auth: users' "
+                  "(it has no handshake to authenticate)");
+}
+
+static void test_route_and_auth(void **state)
+{
+    (void)state;
+    EXPECT_ERRORS(BASE "    route: to-server\n"
+                       "    auth: password\n",
+                  "t.yaml:6:12: listeners[0].route: unknown tunnel 'to-server' (tunnels are not "
+                  "supported yet)",
+                  "t.yaml:7:11: listeners[0].auth: unknown auth 'password' (expected none or "
+                  "users)");
+    EXPECT_ERRORS(BASE "    type: sock5\n", "t.yaml:6:5: listeners[0].type: duplicate key (first "
+                                            "defined at 4:5)");
+    EXPECT_ERRORS("version: 1\nlisteners: [{name: a, type: sock5, listen: 'h:1'}]\n",
+                  "t.yaml:2:29: listeners[0].type: unknown listener type 'sock5' (expected "
+                  "socks5, http, mixed or forward)");
+    /* auth: users needs a user who can log in with a password. */
+    EXPECT_ERRORS("version: 1\n"
+                  "users:\n"
+                  "  - name: k\n"
+                  "    wstan_key: AAAA\n"
+                  "listeners:\n"
+                  "  - {name: a, type: socks5, listen: 'h:1', auth: users}\n"
+                  "  - {name: b, type: http, listen: 'h:2', auth: users}\n",
+                  "t.yaml:6:50: listeners[0].auth: 'auth: users' needs at least one user with a "
+                  "password",
+                  "t.yaml:7:48: listeners[1].auth: 'auth: users' needs at least one user with a "
+                  "password");
+    EXPECT_ERRORS("version: 1\nlisteners: [{name: a, type: socks5, listen: 'h:1', auth: users}]\n",
+                  "t.yaml:2:58: listeners[0].auth: 'auth: users' needs at least one user with a "
+                  "password");
+}
+
+static void test_unsupported_sections(void **state)
+{
+    (void)state;
+    EXPECT_ERRORS(BASE "tunnels:\n"
+                       "  - name: to-server\n"
+                       "    protocol: wstan\n"
+                       "servers: []\n",
+                  "t.yaml:6:1: tunnels: not supported yet (wstan and jproxy tunnels arrive in a "
+                  "later release)",
+                  "t.yaml:9:1: servers: not supported yet (wstan and jproxy servers arrive in a "
+                  "later release)");
+}
+
+static void test_limits(void **state)
+{
+    (void)state;
+    EXPECT_ERRORS(BASE "limits:\n"
+                       "  idle_timeout: 300\n"
+                       "  connect_timeout: -1s\n"
+                       "  linger: 10 s\n"
+                       "  dns_timeout: 0\n"
+                       "  udp_timeout: 31d\n"
+                       "  handshake_timeout: 99999999999999999999d\n"
+                       "  drain_timeout: 1w\n",
+                  "t.yaml:7:17: limits.idle_timeout: '300' has no unit (write e.g. 300s or 300ms)",
+                  "t.yaml:8:20: limits.connect_timeout: invalid duration '-1s' (write e.g. "
+                  "250ms, 10s, 5m, 1h or 1d)",
+                  "t.yaml:9:11: limits.linger: invalid duration '10 s' (write e.g. 250ms, 10s, "
+                  "5m, 1h or 1d)",
+                  "t.yaml:10:16: limits.dns_timeout: must be at least 1ms",
+                  "t.yaml:11:16: limits.udp_timeout: must be at most 30d",
+                  "t.yaml:12:22: limits.handshake_timeout: invalid duration "
+                  "'99999999999999999999d' (write e.g. 250ms, 10s, 5m, 1h or 1d)",
+                  "t.yaml:13:18: limits.drain_timeout: invalid duration '1w' (write e.g. 250ms, "
+                  "10s, 5m, 1h or 1d)");
+    EXPECT_ERRORS(BASE "limits:\n"
+                       "  buffer: 1KiB\n"
+                       "limits:\n",
+                  "t.yaml:7:11: limits.buffer: 1KiB is out of range (4KiB-64MiB)",
+                  "t.yaml:8:1: limits: duplicate key (first defined at 6:1)");
+    EXPECT_ERRORS(BASE "limits: {buffer: 65MiB}\n",
+                  "t.yaml:6:18: limits.buffer: 65MiB is out of range (4KiB-64MiB)");
+    EXPECT_ERRORS(BASE "limits: {buffer: lots}\n",
+                  "t.yaml:6:18: limits.buffer: invalid size 'lots' (write e.g. 64KiB or 1MiB)");
+}
+
+static void test_log_and_paths(void **state)
+{
+    char longpath[200];
+
+    (void)state;
+    EXPECT_ERRORS(BASE "log:\n"
+                       "  level: verbose\n"
+                       "  file: \"\"\n",
+                  "t.yaml:7:10: log.level: unknown level 'verbose' (expected error, warn, info, "
+                  "debug or trace)",
+                  "t.yaml:8:9: log.file: must not be empty");
+    memset(longpath, 'x', sizeof(longpath) - 1);
+    longpath[0] = '/';
+    longpath[sizeof(longpath) - 1] = '\0';
+    {
+        char yaml[512];
+        snprintf(yaml, sizeof(yaml), BASE "control: {socket: %s}\n", longpath);
+        EXPECT_ERRORS(yaml, "t.yaml:6:19: control.socket: socket path too long (at most 103 "
+                            "bytes once resolved)");
+    }
+    EXPECT_ERRORS(BASE "users: [{name: 'bad name', password: p}]\n",
+                  "t.yaml:6:16: users[0].name: invalid name 'bad name' (use 1 to 64 letters, "
+                  "digits, '.', '_' or '-')");
+    EXPECT_ERRORS(BASE "users: [{name: u, password: \"a\\0b\"}]\n",
+                  "t.yaml:6:29: users[0].password: the value contains a NUL character");
+}
+
+static void test_yaml_syntax(void **state)
+{
+    (void)state;
+    EXPECT_ERRORS(BASE "log: level: info\n",
+                  "t.yaml:6:11: yaml: mapping values are not allowed in this context");
+    EXPECT_ERRORS("version: 1\nlisteners: [a, b\n",
+                  "t.yaml:3:1: yaml: did not find expected ',' or ']' (while parsing a flow "
+                  "sequence at 2:12)");
+    EXPECT_ERRORS("version: 1\nlog:\n  level: info\n file: x\n",
+                  "t.yaml:4:2: yaml: did not find expected key (while parsing a block mapping "
+                  "at 1:1)");
+    EXPECT_ERRORS("version: 1\nlisteners:\n  - a\n  b: c\n",
+                  "t.yaml:4:3: yaml: did not find expected '-' indicator (while parsing a block "
+                  "collection at 3:3)");
+    EXPECT_ERRORS(BASE "users: *nope\n", "t.yaml:6:8: yaml: found undefined alias");
+    EXPECT_ERRORS("version: 1\nname: \"caf\xc3\n",
+                  "t.yaml:2:12: yaml: invalid trailing UTF-8 octet");
+    EXPECT_ERRORS(BASE "---\nversion: 1\n", "t.yaml:6:1: yaml: only one document is allowed per "
+                                            "file");
+    EXPECT_ERRORS("", "t.yaml:1:1: yaml: the file is empty (a config needs at least 'version' and "
+                      "'listeners')");
+    EXPECT_ERRORS("# only a comment\n", "t.yaml:1:1: yaml: the file is empty (a config needs at "
+                                        "least 'version' and 'listeners')");
+    EXPECT_ERRORS("hello\n", "t.yaml:1:1: yaml: expected a mapping of settings at the top level, "
+                             "got a plain value");
+    EXPECT_ERRORS("- 1\n", "t.yaml:1:1: yaml: expected a mapping of settings at the top level, "
+                           "got a list");
+}
+
+static void test_multiple_errors_sorted(void **state)
+{
+    (void)state;
+    /* Errors from the cross-file checks (auth without passwords) and the
+     * per-list checks (duplicate names) come out in file order. */
+    EXPECT_ERRORS("listeners:\n"
+                  "  - {name: a, type: socks5, listen: 'h:1', auth: users}\n"
+                  "  - {name: a, type: socks5, listen: 'h:99999'}\n"
+                  "limits: {buffer: 1}\n"
+                  "bogus: 1\n",
+                  "t.yaml:1:1: version: missing required key",
+                  "t.yaml:2:50: listeners[0].auth: 'auth: users' needs at least one user with a "
+                  "password",
+                  "t.yaml:3:12: listeners[1].name: duplicate listener name 'a' (first defined at "
+                  "2:12)",
+                  "t.yaml:3:37: listeners[1].listen: invalid address 'h:99999': port must be at "
+                  "most 65535",
+                  "t.yaml:4:18: limits.buffer: 1 is out of range (4KiB-64MiB)",
+                  "t.yaml:5:1: bogus: unknown key");
+}
+
+static void test_alias_bomb(void **state)
+{
+    /* One anchored user, expanded 40000 times: a small file, a huge walk. */
+    static const char head[] = "version: 1\n"
+                               "listeners: [{name: a, type: http, listen: 'h:1'}]\n"
+                               "users: [&u {name: u, password: p}";
+    size_t n = 40000, len = 0;
+    char *yaml = malloc(sizeof(head) + n * 4 + 4);
+    struct td_config *cfg = NULL;
+    struct cfg_errors errs;
+    int rc;
+
+    (void)state;
+    assert_non_null(yaml);
+    memcpy(yaml, head, sizeof(head) - 1);
+    len = sizeof(head) - 1;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(yaml + len, ", *u", 4);
+        len += 4;
+    }
+    memcpy(yaml + len, "]\n", 2);
+    len += 2;
+    rc = cfg_load_buffer("t.yaml", yaml, len, &cfg, &errs);
+    assert_int_equal(rc, TD_ECONFIG);
+    assert_null(cfg);
+    assert_true(errs.n >= 2 && errs.n <= 1001);
+    assert_string_equal(errs.msgs[0], "t.yaml:1:1: yaml: the document is too complex (more than "
+                                      "100000 nodes; aliases expand to every place they are "
+                                      "used)");
+    assert_string_equal(errs.msgs[errs.n - 1],
+                        "t.yaml: too many errors; only the first 1000 are shown");
+    cfg_errors_free(&errs);
+    free(yaml);
+}
+
+static void test_too_large(void **state)
+{
+    size_t len = TD_CONFIG_MAX_FILE + 1;
+    char *yaml = malloc(len);
+    char want[128];
+
+    (void)state;
+    assert_non_null(yaml);
+    memset(yaml, '#', len);
+    snprintf(want, sizeof(want), "t.yaml: too large (%zu bytes; the limit is %u)", len,
+             TD_CONFIG_MAX_FILE);
+    {
+        const char *w[] = {want};
+        expect_errors(yaml, len, w, 1);
+    }
+    free(yaml);
+}
+
+static void test_api_edges(void **state)
+{
+    struct td_config *cfg = NULL;
+    struct cfg_errors errs;
+
+    (void)state;
+    /* errs may be NULL. */
+    assert_int_equal(cfg_load_buffer("t.yaml", "x: 1\n", 5, &cfg, NULL), TD_ECONFIG);
+    assert_null(cfg);
+    assert_int_equal(cfg_load_buffer("t.yaml", BASE, strlen(BASE), &cfg, NULL), 0);
+    assert_non_null(cfg);
+    cfg_free(cfg);
+    cfg = NULL;
+    assert_int_equal(cfg_load_buffer("t.yaml", NULL, 3, &cfg, &errs), TD_EINVAL);
+    assert_int_equal(errs.n, 0);
+    assert_int_equal(cfg_load_buffer("t.yaml", "", 0, NULL, &errs), TD_EINVAL);
+    assert_int_equal(cfg_load_file(NULL, &cfg, &errs), TD_EINVAL);
+    cfg_free(NULL);
+    cfg_errors_free(NULL);
+}
+
+static void test_files(void **state)
+{
+    struct td_config *cfg = NULL;
+    struct cfg_errors errs;
+    const char *dir = TD_TEST_DATA_DIR;
+    char path[1024], want[1200];
+    int rc;
+
+    (void)state;
+    snprintf(path, sizeof(path), "%s/config_good.yaml", dir);
+    rc = cfg_load_file(path, &cfg, &errs);
+    for (size_t i = 0; i < errs.n; i++)
+        print_error("unexpected: %s\n", errs.msgs[i]);
+    assert_int_equal(rc, 0);
+    assert_string_equal(cfg->path, path);
+    assert_string_equal(cfg->dir, dir);
+    assert_int_equal(cfg->log.level, TD_LOG_WARN);
+    snprintf(want, sizeof(want), "%s/logs/tunneld.log", dir);
+    assert_string_equal(cfg->log.file, want);
+    snprintf(want, sizeof(want), "%s/state", dir);
+    assert_string_equal(cfg->state_dir, want);
+    snprintf(want, sizeof(want), "%s/jproxy/alice.dat", dir);
+    assert_string_equal(cfg->users[0].jproxy_user_file, want);
+    assert_string_equal(cfg->control.socket, "/run/tunneld/test.sock");
+    assert_int_equal(cfg->limits.max_connections, 500);
+    assert_int_equal(cfg->limits.handshake_timeout_ms, 3000);
+    assert_int_equal(cfg->n_listeners, 1);
+    assert_int_equal(cfg->listeners[0].auth, CFG_AUTH_USERS);
+    cfg_free(cfg);
+    cfg = NULL;
+
+    snprintf(path, sizeof(path), "%s/config_bad.yaml", dir);
+    rc = cfg_load_file(path, &cfg, &errs);
+    assert_int_equal(rc, TD_ECONFIG);
+    assert_null(cfg);
+    assert_int_equal(errs.n, 2);
+    snprintf(want, sizeof(want),
+             "%s:5:11: listeners[0].type: unknown listener type 'sock5' (expected socks5, http, "
+             "mixed or forward)",
+             path);
+    assert_string_equal(errs.msgs[0], want);
+    snprintf(want, sizeof(want), "%s:7:5: listeners[0].color: unknown key", path);
+    assert_string_equal(errs.msgs[1], want);
+    cfg_errors_free(&errs);
+
+    snprintf(path, sizeof(path), "%s/does-not-exist.yaml", dir);
+    rc = cfg_load_file(path, &cfg, &errs);
+    assert_int_equal(rc, TD_EIO);
+    assert_null(cfg);
+    assert_int_equal(errs.n, 1);
+    snprintf(want, sizeof(want), "%s: cannot open: No such file or directory", path);
+    assert_string_equal(errs.msgs[0], want);
+    cfg_errors_free(&errs);
+
+    /* A directory opens but cannot be read. */
+    rc = cfg_load_file(dir, &cfg, &errs);
+    assert_int_equal(rc, TD_EIO);
+    assert_int_equal(errs.n, 1);
+    snprintf(want, sizeof(want), "%s: cannot read: Is a directory", dir);
+    assert_string_equal(errs.msgs[0], want);
+    cfg_errors_free(&errs);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_full_config),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_yaml_features),
+        cmocka_unit_test(test_unknown_key),
+        cmocka_unit_test(test_wrong_type),
+        cmocka_unit_test(test_null_values),
+        cmocka_unit_test(test_bad_address),
+        cmocka_unit_test(test_duplicates),
+        cmocka_unit_test(test_missing_required),
+        cmocka_unit_test(test_version),
+        cmocka_unit_test(test_forward_rules),
+        cmocka_unit_test(test_route_and_auth),
+        cmocka_unit_test(test_unsupported_sections),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_log_and_paths),
+        cmocka_unit_test(test_yaml_syntax),
+        cmocka_unit_test(test_multiple_errors_sorted),
+        cmocka_unit_test(test_alias_bomb),
+        cmocka_unit_test(test_too_large),
+        cmocka_unit_test(test_api_edges),
+        cmocka_unit_test(test_files),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
