@@ -411,10 +411,10 @@ static int http_filter_response(struct conn *c, const uint8_t *p, size_t n)
             return 0;
         if (r < 0)
             return r;
-        out = malloc(resp.head_len + 64);
+        out = malloc(resp.head_len + 2 * resp.n_headers + 64);
         if (!out)
             return TD_ENOMEM;
-        r = http_build_client_response(&resp, out, resp.head_len + 64);
+        r = http_build_client_response(&resp, out, resp.head_len + 2 * resp.n_headers + 64);
         if (r < 0) {
             free(out);
             return r;

@@ -120,7 +120,7 @@ static void hfe_on_data(struct conn *c)
     } else {
         struct http_uri uri;
         struct hfe_pending *p;
-        size_t cap = req->head_len + 512;
+        size_t cap = req->head_len + 2 * req->n_headers + 512;
 
         r = http_parse_absolute_uri(req->target, &uri);
         if (r == TD_EUNSUPPORTED) {
