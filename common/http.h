@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HTTP_MAX_HEADERS 100
+#define HTTP_MAX_HEADERS      100
 #define HTTP_DEFAULT_MAX_HEAD (64 * 1024)
 
 struct http_slice {
@@ -31,7 +31,7 @@ struct http_request {
     int version_minor;        /* HTTP/1.<minor>; only 1.0 and 1.1 accepted */
     struct http_header headers[HTTP_MAX_HEADERS];
     size_t n_headers;
-    size_t head_len;          /* bytes through the blank line */
+    size_t head_len; /* bytes through the blank line */
 };
 
 struct http_response {
@@ -47,8 +47,7 @@ int http_parse_request(const char *buf, size_t len, size_t max_head, struct http
 int http_parse_response(const char *buf, size_t len, size_t max_head, struct http_response *resp);
 
 /* Case-insensitive lookup; returns the first match or NULL. */
-const struct http_header *http_find_header(const struct http_header *h, size_t n,
-                                           const char *name);
+const struct http_header *http_find_header(const struct http_header *h, size_t n, const char *name);
 /* Does a comma-separated header value (Connection, Transfer-Encoding)
  * contain token, case-insensitively? */
 bool http_has_token(struct http_slice value, const char *token);
@@ -81,8 +80,8 @@ int http_parse_absolute_uri(struct http_slice target, struct http_uri *out);
  * Proxy-Connection, Proxy-Authorization, Proxy-Authenticate, TE, Trailer,
  * Upgrade), and "Connection: close" added.  Returns the length written, or
  * TD_ETOOBIG when cap is too small. */
-int http_build_origin_request(const struct http_request *req, const struct http_uri *uri,
-                              char *out, size_t cap);
+int http_build_origin_request(const struct http_request *req, const struct http_uri *uri, char *out,
+                              size_t cap);
 /* Rewrite a response head for the client: hop-by-hop headers removed as above
  * except Transfer-Encoding (the body is relayed as is), "Connection: close"
  * added.  Returns the length written or TD_ETOOBIG. */

@@ -10,8 +10,8 @@
 
 int td_log_level_current = TD_LOG_INFO;
 
-static FILE *td_log_fp;     /* NULL means stderr */
-static char *td_log_path;   /* NULL means stderr */
+static FILE *td_log_fp;   /* NULL means stderr */
+static char *td_log_path; /* NULL means stderr */
 
 static const char *const td_log_names[] = {"error", "warn", "info", "debug", "trace"};
 

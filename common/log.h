@@ -16,15 +16,15 @@ enum td_log_level {
 
 extern int td_log_level_current;
 
-#define TD_LOG(lvl, comp, ...)                                                 \
-    do {                                                                       \
-        if ((lvl) <= td_log_level_current)                                     \
-            td_log_write((lvl), (comp), __VA_ARGS__);                          \
+#define TD_LOG(lvl, comp, ...)                                                                     \
+    do {                                                                                           \
+        if ((lvl) <= td_log_level_current)                                                         \
+            td_log_write((lvl), (comp), __VA_ARGS__);                                              \
     } while (0)
 
 #define LOG_ERROR(comp, ...) TD_LOG(TD_LOG_ERROR, comp, __VA_ARGS__)
-#define LOG_WARN(comp, ...) TD_LOG(TD_LOG_WARN, comp, __VA_ARGS__)
-#define LOG_INFO(comp, ...) TD_LOG(TD_LOG_INFO, comp, __VA_ARGS__)
+#define LOG_WARN(comp, ...)  TD_LOG(TD_LOG_WARN, comp, __VA_ARGS__)
+#define LOG_INFO(comp, ...)  TD_LOG(TD_LOG_INFO, comp, __VA_ARGS__)
 #define LOG_DEBUG(comp, ...) TD_LOG(TD_LOG_DEBUG, comp, __VA_ARGS__)
 #define LOG_TRACE(comp, ...) TD_LOG(TD_LOG_TRACE, comp, __VA_ARGS__)
 

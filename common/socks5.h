@@ -11,20 +11,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SOCKS5_VERSION 0x05
+#define SOCKS5_VERSION      0x05
 #define SOCKS5_AUTH_VERSION 0x01
 
-#define SOCKS5_METHOD_NONE 0x00
-#define SOCKS5_METHOD_USERPASS 0x02
+#define SOCKS5_METHOD_NONE          0x00
+#define SOCKS5_METHOD_USERPASS      0x02
 #define SOCKS5_METHOD_NO_ACCEPTABLE 0xff
 
-#define SOCKS5_CMD_CONNECT 0x01
-#define SOCKS5_CMD_BIND 0x02
+#define SOCKS5_CMD_CONNECT       0x01
+#define SOCKS5_CMD_BIND          0x02
 #define SOCKS5_CMD_UDP_ASSOCIATE 0x03
 
-#define SOCKS5_ATYP_IPV4 0x01
+#define SOCKS5_ATYP_IPV4   0x01
 #define SOCKS5_ATYP_DOMAIN 0x03
-#define SOCKS5_ATYP_IPV6 0x04
+#define SOCKS5_ATYP_IPV6   0x04
 
 enum socks5_rep {
     SOCKS5_REP_SUCCEEDED = 0x00,
@@ -42,10 +42,10 @@ enum socks5_rep {
 #define SOCKS5_MAX_MSG 262
 
 struct socks5_addr {
-    uint8_t atyp;       /* SOCKS5_ATYP_* */
-    uint8_t ip[16];     /* IPv4 uses the first 4 bytes */
-    char host[256];     /* domain, NUL-terminated (ATYP_DOMAIN only) */
-    uint16_t port;      /* host order */
+    uint8_t atyp;   /* SOCKS5_ATYP_* */
+    uint8_t ip[16]; /* IPv4 uses the first 4 bytes */
+    char host[256]; /* domain, NUL-terminated (ATYP_DOMAIN only) */
+    uint16_t port;  /* host order */
 };
 
 struct socks5_greeting {

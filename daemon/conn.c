@@ -13,9 +13,12 @@
 #define HS_INITIAL 4096
 
 static const char *const conn_state_names[] = {
-    [CONN_HANDSHAKE] = "HANDSHAKE", [CONN_RESOLVING] = "RESOLVING",
-    [CONN_CONNECTING] = "CONNECTING", [CONN_RELAY] = "RELAY",
-    [CONN_UDP] = "UDP",           [CONN_CLOSING] = "CLOSING",
+    [CONN_HANDSHAKE] = "HANDSHAKE",
+    [CONN_RESOLVING] = "RESOLVING",
+    [CONN_CONNECTING] = "CONNECTING",
+    [CONN_RELAY] = "RELAY",
+    [CONN_UDP] = "UDP",
+    [CONN_CLOSING] = "CLOSING",
 };
 
 struct td_resolve {
@@ -34,8 +37,8 @@ const char *conn_state_name(enum conn_state st)
 
 void conn_set_state(struct conn *c, enum conn_state st)
 {
-    LOG_TRACE("conn", "#%llu [%s] -> [%s]", (unsigned long long)c->id,
-              conn_state_name(c->state), conn_state_name(st));
+    LOG_TRACE("conn", "#%llu [%s] -> [%s]", (unsigned long long)c->id, conn_state_name(c->state),
+              conn_state_name(st));
     c->state = st;
 }
 
@@ -456,8 +459,8 @@ static void on_relay_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
                 return;
             if (r < 0) {
                 char page[1024];
-                int n = http_build_error(502, "the origin sent an invalid response", NULL,
-                                         page, sizeof(page));
+                int n = http_build_error(502, "the origin sent an invalid response", NULL, page,
+                                         sizeof(page));
                 LOG_INFO("http", "#%llu invalid response head from %s: %s",
                          (unsigned long long)c->id, c->target_str, td_strerror(r));
                 if (n > 0)
@@ -477,8 +480,8 @@ static void on_relay_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
             r = http_body_feed(&c->body, ch->data, (size_t)nread, &used);
             if (r < 0) {
                 chunk_put(ch);
-                LOG_INFO("http", "#%llu malformed request body from %s",
-                         (unsigned long long)c->id, c->client_str);
+                LOG_INFO("http", "#%llu malformed request body from %s", (unsigned long long)c->id,
+                         c->client_str);
                 conn_close(c, END_PROTOCOL);
                 return;
             }
@@ -763,8 +766,7 @@ void conn_start_relay(struct conn *c)
     conn_maybe_finish(c);
 }
 
-bool conn_check_user(struct conn *c, const char *user, size_t ulen, const char *pass,
-                     size_t plen)
+bool conn_check_user(struct conn *c, const char *user, size_t ulen, const char *pass, size_t plen)
 {
     const struct td_config *cfg = c->d->cfg;
     bool ok = false;
@@ -797,7 +799,6 @@ static void mixed_on_data(struct conn *c)
 }
 
 static const struct frontend frontend_mixed = {"mixed", mixed_on_data, NULL, NULL};
-
 
 /* ---- accept --------------------------------------------------------------- */
 
@@ -878,4 +879,3 @@ void conn_accept(struct td_listener *l)
     else
         conn_close(c, END_CLIENT_RESET);
 }
-

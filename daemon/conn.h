@@ -28,24 +28,24 @@ enum conn_state {
 enum conn_side_idx { SIDE_CLIENT = 0, SIDE_TARGET = 1 };
 
 /* Why a connection ended, as logged in its summary line. */
-#define END_DONE "done"
-#define END_IDLE "idle-timeout"
-#define END_LINGER "linger-timeout"
+#define END_DONE              "done"
+#define END_IDLE              "idle-timeout"
+#define END_LINGER            "linger-timeout"
 #define END_HANDSHAKE_TIMEOUT "handshake-timeout"
-#define END_CONNECT_TIMEOUT "connect-timeout"
-#define END_REFUSED "refused"
-#define END_UNREACHABLE "unreachable"
-#define END_DNS "dns-failed"
-#define END_PROTOCOL "protocol-error"
-#define END_AUTH "auth-failed"
-#define END_NOT_ALLOWED "not-allowed"
-#define END_UNSUPPORTED "unsupported"
-#define END_SHUTDOWN "shutdown"
-#define END_CLIENT_RESET "client-reset"
-#define END_TARGET_RESET "target-reset"
-#define END_CLIENT_EOF "client-closed"
-#define END_ERROR "error"
-#define END_NO_RESOURCES "no-resources"
+#define END_CONNECT_TIMEOUT   "connect-timeout"
+#define END_REFUSED           "refused"
+#define END_UNREACHABLE       "unreachable"
+#define END_DNS               "dns-failed"
+#define END_PROTOCOL          "protocol-error"
+#define END_AUTH              "auth-failed"
+#define END_NOT_ALLOWED       "not-allowed"
+#define END_UNSUPPORTED       "unsupported"
+#define END_SHUTDOWN          "shutdown"
+#define END_CLIENT_RESET      "client-reset"
+#define END_TARGET_RESET      "target-reset"
+#define END_CLIENT_EOF        "client-closed"
+#define END_ERROR             "error"
+#define END_NO_RESOURCES      "no-resources"
 
 struct conn;
 struct udp_assoc;
@@ -66,13 +66,13 @@ extern const struct frontend frontend_http;
 extern const struct frontend frontend_forward;
 
 struct conn_side {
-    uv_tcp_t *tcp;     /* NULL until created */
+    uv_tcp_t *tcp; /* NULL until created */
     bool reading;
-    bool paused;       /* reading stopped by backpressure */
-    bool eof;          /* read EOF seen */
-    bool shut;         /* shutdown of our write side requested */
+    bool paused; /* reading stopped by backpressure */
+    bool eof;    /* read EOF seen */
+    bool shut;   /* shutdown of our write side requested */
     bool shut_done;
-    uint64_t pending;  /* bytes (chunk capacity) queued for writing */
+    uint64_t pending; /* bytes (chunk capacity) queued for writing */
     uv_shutdown_t shutreq;
 };
 
@@ -163,8 +163,7 @@ void conn_on_handle_closed(uv_handle_t *h);
 void conn_arm_timer(struct conn *c, uint64_t ms);
 
 /* Check a user name and password against the config, in constant time. */
-bool conn_check_user(struct conn *c, const char *user, size_t ulen, const char *pass,
-                     size_t plen);
+bool conn_check_user(struct conn *c, const char *user, size_t ulen, const char *pass, size_t plen);
 
 /* SOCKS5 UDP ASSOCIATE (udp_assoc.c). */
 struct socks5_request;

@@ -147,12 +147,11 @@ int daemon_run(const struct daemon_opts *opts)
         cfg_errors_free(&errs);
         return 1;
     }
-    td_log_set_level(opts->log_level_override >= 0 ? opts->log_level_override
-                                                   : d.cfg->log.level);
+    td_log_set_level(opts->log_level_override >= 0 ? opts->log_level_override : d.cfg->log.level);
     r = td_log_open(d.cfg->log.file);
     if (r != 0) {
-        fprintf(stderr, "%s: cannot open log file %s: %s\n", opts->config_path,
-                d.cfg->log.file, td_strerror(r));
+        fprintf(stderr, "%s: cannot open log file %s: %s\n", opts->config_path, d.cfg->log.file,
+                td_strerror(r));
         cfg_free(d.cfg);
         return 1;
     }
@@ -185,8 +184,8 @@ int daemon_run(const struct daemon_opts *opts)
     }
     if (opts->platform_start)
         opts->platform_start(&d);
-    LOG_INFO("main", "tunneld %s ready (%zu listeners, config %s)", TUNNELD_VERSION,
-             d.n_listeners, d.cfg->path);
+    LOG_INFO("main", "tunneld %s ready (%zu listeners, config %s)", TUNNELD_VERSION, d.n_listeners,
+             d.cfg->path);
 
     uv_run(&loop, UV_RUN_DEFAULT);
     rc = 0;

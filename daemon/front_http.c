@@ -55,9 +55,8 @@ static bool hfe_authorized(struct conn *c, const struct http_request *req)
     ok = conn_check_user(c, user, strlen(user), pass, strlen(pass));
     if (!ok) {
         char safe[80];
-        LOG_INFO("http", "#%llu %s: authentication failed for user '%s'",
-                 (unsigned long long)c->id, c->client_str,
-                 td_log_safe(safe, sizeof(safe), user, strlen(user)));
+        LOG_INFO("http", "#%llu %s: authentication failed for user '%s'", (unsigned long long)c->id,
+                 c->client_str, td_log_safe(safe, sizeof(safe), user, strlen(user)));
     }
     memset(pass, 0, sizeof(pass));
     return ok;
@@ -128,8 +127,8 @@ static void hfe_on_data(struct conn *c)
             goto out;
         }
         if (r < 0) {
-            hfe_error(c, 400, "this is a proxy: the request needs an absolute http:// URI",
-                      NULL, END_PROTOCOL);
+            hfe_error(c, 400, "this is a proxy: the request needs an absolute http:// URI", NULL,
+                      END_PROTOCOL);
             goto out;
         }
         r = http_body_init(&c->body, req);

@@ -32,8 +32,8 @@ static void s5_fail(struct conn *c, uint8_t rep, const char *reason)
 
 static void s5_protocol_error(struct conn *c, const char *what)
 {
-    LOG_INFO("socks5", "#%llu protocol-error from %s: %s", (unsigned long long)c->id,
-             c->client_str, what);
+    LOG_INFO("socks5", "#%llu protocol-error from %s: %s", (unsigned long long)c->id, c->client_str,
+             what);
     conn_close(c, END_PROTOCOL);
 }
 

@@ -58,15 +58,14 @@ static void posix_stop(struct td_daemon *d)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: tunneld [--config FILE] [--log-level LEVEL]\n"
-            "       tunneld --check-config FILE\n"
-            "       tunneld --version\n"
-            "\n"
-            "  -c, --config FILE        run with this config (default " DEFAULT_CONFIG ")\n"
-            "  -t, --check-config FILE  validate FILE, print every error, and exit\n"
-            "  -l, --log-level LEVEL    override log.level (error|warn|info|debug|trace)\n"
-            "  -V, --version            print the version and exit\n");
+    fprintf(out, "usage: tunneld [--config FILE] [--log-level LEVEL]\n"
+                 "       tunneld --check-config FILE\n"
+                 "       tunneld --version\n"
+                 "\n"
+                 "  -c, --config FILE        run with this config (default " DEFAULT_CONFIG ")\n"
+                 "  -t, --check-config FILE  validate FILE, print every error, and exit\n"
+                 "  -l, --log-level LEVEL    override log.level (error|warn|info|debug|trace)\n"
+                 "  -V, --version            print the version and exit\n");
 }
 
 static int check_config(const char *path)

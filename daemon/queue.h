@@ -8,7 +8,7 @@ struct td_queue {
     struct td_queue *next, *prev;
 };
 
-#define td_container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define td_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 static inline void td_queue_init(struct td_queue *q)
 {

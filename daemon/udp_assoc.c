@@ -23,7 +23,7 @@ struct udp_resolve;
 struct udp_assoc {
     struct conn *c;
     uv_udp_t *relay;
-    uv_udp_t *out[2]; /* [0] IPv4, [1] IPv6 */
+    uv_udp_t *out[2];               /* [0] IPv4, [1] IPv6 */
     struct sockaddr_storage peer;   /* the client's TCP address */
     uint16_t expect_port;           /* 0: any port from the client's IP */
     struct sockaddr_storage client; /* where replies go */
@@ -156,8 +156,8 @@ static void ua_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *r
     free(rr);
 }
 
-static void ua_resolve_and_send(struct udp_assoc *ua, const struct socks5_addr *a,
-                                const uint8_t *p, size_t len)
+static void ua_resolve_and_send(struct udp_assoc *ua, const struct socks5_addr *a, const uint8_t *p,
+                                size_t len)
 {
     struct addrinfo hints;
     struct udp_resolve *rr;
@@ -222,8 +222,8 @@ static void ua_on_client_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
     if (socks5_parse_udp_header((uint8_t *)buf->base, (size_t)nread, &used, &hdr) != 0)
         goto drop;
     if (hdr.frag != 0) {
-        LOG_DEBUG("udp", "#%llu dropping fragmented datagram (FRAG=%u)",
-                  (unsigned long long)c->id, hdr.frag);
+        LOG_DEBUG("udp", "#%llu dropping fragmented datagram (FRAG=%u)", (unsigned long long)c->id,
+                  hdr.frag);
         goto drop;
     }
     memcpy(&ua->client, from,
@@ -348,8 +348,8 @@ int udp_assoc_start(struct conn *c, const struct socks5_request *req)
                   td_sockaddr_str((struct sockaddr *)&local, s, sizeof(s)));
     }
     c->hs_len = 0;
-    if (uv_read_start((uv_stream_t *)c->side[SIDE_CLIENT].tcp, conn_alloc_chunk,
-                      ua_on_ctrl_read) == 0)
+    if (uv_read_start((uv_stream_t *)c->side[SIDE_CLIENT].tcp, conn_alloc_chunk, ua_on_ctrl_read) ==
+        0)
         c->side[SIDE_CLIENT].reading = true;
     return 0;
 fail:
