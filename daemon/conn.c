@@ -139,6 +139,11 @@ void conn_close(struct conn *c, const char *reason)
     }
     if (c->udp)
         udp_assoc_close(c);
+    if (c->tops) {
+        const struct conn_target_ops *ops = c->tops;
+        c->tops = NULL;
+        ops->close(c);
+    }
     for (int s = 0; s < 2; s++)
         if (c->side[s].tcp)
             conn_close_handle(c, (uv_handle_t *)c->side[s].tcp);
@@ -200,6 +205,7 @@ static void on_timer(uv_timer_t *t)
 /* ---- writing ------------------------------------------------------------- */
 
 static void side_resume(struct conn *c, int s);
+static void side_pause(struct conn *c, int s);
 static void on_shutdown(uv_shutdown_t *req, int status);
 
 static void conn_maybe_finish(struct conn *c)
@@ -251,6 +257,21 @@ static int conn_send(struct conn *c, int s, struct td_chunk *ch, size_t off, siz
     uv_buf_t b;
     int r;
 
+    if (s == SIDE_TARGET && c->tops) {
+        if (sd->shut) {
+            chunk_put(ch);
+            return 0;
+        }
+        r = c->tops->write(c, ch->data + off, len);
+        chunk_put(ch);
+        if (r < 0) {
+            conn_close(c, END_TARGET_RESET);
+            return r;
+        }
+        if (c->tops->pending(c) >= c->d->cfg->limits.buffer)
+            side_pause(c, SIDE_CLIENT);
+        return 0;
+    }
     if (!sd->tcp || sd->shut) {
         chunk_put(ch);
         return 0;
@@ -281,14 +302,8 @@ static int conn_send(struct conn *c, int s, struct td_chunk *ch, size_t off, siz
         return td_err_from_uv(r);
     }
     sd->pending += ch->cap;
-    if (sd->pending >= c->d->cfg->limits.buffer) {
-        struct conn_side *src = &c->side[1 - s];
-        if (src->reading && src->tcp) {
-            uv_read_stop((uv_stream_t *)src->tcp);
-            src->reading = false;
-            src->paused = true;
-        }
-    }
+    if (sd->pending >= c->d->cfg->limits.buffer)
+        side_pause(c, 1 - s);
     return 0;
 }
 
@@ -347,12 +362,31 @@ static void side_resume(struct conn *c, int s)
 {
     struct conn_side *sd = &c->side[s];
     sd->paused = false;
-    if (sd->reading || sd->eof || !sd->tcp || c->state != CONN_RELAY)
+    if (sd->reading || sd->eof || c->state != CONN_RELAY)
         return;
     if (s == SIDE_CLIENT && c->http_abs && c->http_body_done)
         return;
-    if (uv_read_start((uv_stream_t *)sd->tcp, conn_alloc_chunk, on_relay_read) == 0)
+    if (s == SIDE_TARGET && c->tops) {
         sd->reading = true;
+        c->tops->read_pause(c, false);
+        return;
+    }
+    if (sd->tcp && uv_read_start((uv_stream_t *)sd->tcp, conn_alloc_chunk, on_relay_read) == 0)
+        sd->reading = true;
+}
+
+/* Stop reading side s until what it sent has drained (backpressure). */
+static void side_pause(struct conn *c, int s)
+{
+    struct conn_side *sd = &c->side[s];
+    if (!sd->reading)
+        return;
+    sd->reading = false;
+    sd->paused = true;
+    if (s == SIDE_TARGET && c->tops)
+        c->tops->read_pause(c, true);
+    else if (sd->tcp)
+        uv_read_stop((uv_stream_t *)sd->tcp);
 }
 
 static void side_eof(struct conn *c, int s)
@@ -365,7 +399,12 @@ static void side_eof(struct conn *c, int s)
         conn_touch(c);
         conn_arm_timer(c, conn_idle_limit(c));
     }
-    if (!o->shut && o->tcp) {
+    if (!o->shut && s == SIDE_CLIENT && c->tops) {
+        o->shut = o->shut_done = true;
+        c->tops->shutdown(c);
+        if (c->state == CONN_CLOSING)
+            return;
+    } else if (!o->shut && o->tcp) {
         o->shut = true;
         o->shutreq.data = c;
         if (uv_shutdown(&o->shutreq, (uv_stream_t *)o->tcp, on_shutdown) != 0)
@@ -442,6 +481,66 @@ static int http_filter_response(struct conn *c, const uint8_t *p, size_t n)
     }
 }
 
+/* Bytes that arrived from side s (nread > 0) in chunk ch, which is consumed. */
+static void relay_in(struct conn *c, int s, struct td_chunk *ch, size_t nread)
+{
+    conn_touch(c);
+    if (s == SIDE_TARGET && c->resp_head_pending) {
+        int r;
+        c->bytes_down += (uint64_t)nread;
+        r = http_filter_response(c, ch->data, nread);
+        chunk_put(ch);
+        if (r == TD_ECANCELED || c->state == CONN_CLOSING)
+            return;
+        if (r < 0) {
+            char page[1024];
+            int n = http_build_error(502, "the origin sent an invalid response", NULL, page,
+                                     sizeof(page));
+            LOG_INFO("http", "#%llu invalid response head from %s: %s", (unsigned long long)c->id,
+                     c->target_str, td_strerror(r));
+            if (n > 0)
+                conn_reply_and_close(c, page, (size_t)n, END_PROTOCOL);
+            else
+                conn_close(c, END_PROTOCOL);
+        }
+        return;
+    }
+    if (s == SIDE_CLIENT && c->http_abs) {
+        size_t used = 0;
+        int r;
+        if (c->http_body_done) {
+            chunk_put(ch);
+            return;
+        }
+        r = http_body_feed(&c->body, ch->data, nread, &used);
+        if (r < 0) {
+            chunk_put(ch);
+            LOG_INFO("http", "#%llu malformed request body from %s", (unsigned long long)c->id,
+                     c->client_str);
+            conn_close(c, END_PROTOCOL);
+            return;
+        }
+        if (r == 1) {
+            c->http_body_done = true;
+            side_pause(c, SIDE_CLIENT);
+            c->side[SIDE_CLIENT].paused = false; /* stopped for good, not paused */
+        }
+        nread = used;
+        if (nread == 0) {
+            chunk_put(ch);
+            conn_maybe_finish(c);
+            return;
+        }
+    }
+    if (s == SIDE_CLIENT)
+        c->bytes_up += (uint64_t)nread;
+    else
+        c->bytes_down += (uint64_t)nread;
+    conn_send(c, 1 - s, ch, 0, nread);
+    if (c->state == CONN_RELAY && c->http_abs && c->http_body_done)
+        conn_maybe_finish(c);
+}
+
 static void on_relay_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     struct conn *c = st->data;
@@ -449,61 +548,7 @@ static void on_relay_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     struct td_chunk *ch = buf->base ? chunk_from_data(buf->base) : NULL;
 
     if (nread > 0 && c->state == CONN_RELAY) {
-        conn_touch(c);
-        if (s == SIDE_TARGET && c->resp_head_pending) {
-            int r;
-            c->bytes_down += (uint64_t)nread;
-            r = http_filter_response(c, ch->data, (size_t)nread);
-            chunk_put(ch);
-            if (r == TD_ECANCELED || c->state == CONN_CLOSING)
-                return;
-            if (r < 0) {
-                char page[1024];
-                int n = http_build_error(502, "the origin sent an invalid response", NULL, page,
-                                         sizeof(page));
-                LOG_INFO("http", "#%llu invalid response head from %s: %s",
-                         (unsigned long long)c->id, c->target_str, td_strerror(r));
-                if (n > 0)
-                    conn_reply_and_close(c, page, (size_t)n, END_PROTOCOL);
-                else
-                    conn_close(c, END_PROTOCOL);
-            }
-            return;
-        }
-        if (s == SIDE_CLIENT && c->http_abs) {
-            size_t used = 0;
-            int r;
-            if (c->http_body_done) {
-                chunk_put(ch);
-                return;
-            }
-            r = http_body_feed(&c->body, ch->data, (size_t)nread, &used);
-            if (r < 0) {
-                chunk_put(ch);
-                LOG_INFO("http", "#%llu malformed request body from %s", (unsigned long long)c->id,
-                         c->client_str);
-                conn_close(c, END_PROTOCOL);
-                return;
-            }
-            if (r == 1) {
-                c->http_body_done = true;
-                uv_read_stop(st);
-                c->side[s].reading = false;
-            }
-            nread = (ssize_t)used;
-            if (nread == 0) {
-                chunk_put(ch);
-                conn_maybe_finish(c);
-                return;
-            }
-        }
-        if (s == SIDE_CLIENT)
-            c->bytes_up += (uint64_t)nread;
-        else
-            c->bytes_down += (uint64_t)nread;
-        conn_send(c, 1 - s, ch, 0, (size_t)nread);
-        if (c->state == CONN_RELAY && c->http_abs && c->http_body_done)
-            conn_maybe_finish(c);
+        relay_in(c, s, ch, (size_t)nread);
         return;
     }
     chunk_put(ch);
@@ -518,6 +563,59 @@ static void on_relay_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     conn_close(c, s == SIDE_CLIENT ? END_CLIENT_RESET : END_TARGET_RESET);
+}
+
+/* ---- tunnel streams ------------------------------------------------------ */
+
+void conn_target_connected(struct conn *c)
+{
+    if (c->state != CONN_CONNECTING)
+        return;
+    uv_timer_stop(&c->timer);
+    c->fe->on_connected(c);
+}
+
+void conn_target_failed(struct conn *c, int err, const char *detail)
+{
+    if (c->state != CONN_CONNECTING && c->state != CONN_RESOLVING)
+        return;
+    if (detail)
+        td_log_safe(c->fail_detail, sizeof(c->fail_detail), detail, strlen(detail));
+    c->fe->on_connect_failed(c, err);
+}
+
+void conn_target_data(struct conn *c, const uint8_t *p, size_t len)
+{
+    while (len > 0 && c->state == CONN_RELAY) {
+        size_t n = len > TD_CHUNK_SIZE ? TD_CHUNK_SIZE : len;
+        struct td_chunk *ch = chunk_get(0);
+        if (!ch) {
+            conn_close(c, END_NO_RESOURCES);
+            return;
+        }
+        memcpy(ch->data, p, n);
+        relay_in(c, SIDE_TARGET, ch, n);
+        p += n;
+        len -= n;
+    }
+}
+
+void conn_target_eof(struct conn *c)
+{
+    if (c->state == CONN_RELAY && !c->side[SIDE_TARGET].eof)
+        side_eof(c, SIDE_TARGET);
+}
+
+void conn_target_reset(struct conn *c, int err)
+{
+    (void)err;
+    conn_close(c, END_TARGET_RESET);
+}
+
+void conn_target_drained(struct conn *c)
+{
+    if (c->state == CONN_RELAY && c->side[SIDE_CLIENT].paused)
+        side_resume(c, SIDE_CLIENT);
 }
 
 /* ---- handshake buffer -------------------------------------------------- */
@@ -759,9 +857,12 @@ void conn_start_relay(struct conn *c)
         return;
     for (int s = 0; s < 2; s++) {
         c->side[s].reading = false;
-        uv_read_stop((uv_stream_t *)c->side[s].tcp);
+        if (c->side[s].tcp)
+            uv_read_stop((uv_stream_t *)c->side[s].tcp);
         if (!c->side[s].paused)
             side_resume(c, s);
+        if (c->state != CONN_RELAY)
+            return;
     }
     conn_maybe_finish(c);
 }

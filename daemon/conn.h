@@ -65,6 +65,21 @@ extern const struct frontend frontend_socks5;
 extern const struct frontend frontend_http;
 extern const struct frontend frontend_forward;
 
+/* A target reached through a tunnel stream instead of a TCP socket.  The
+ * relay calls these; the tunnel answers through the conn_target_*()
+ * functions below. */
+struct conn_target_ops {
+    /* Take a copy of len bytes for the target. */
+    int (*write)(struct conn *c, const uint8_t *p, size_t len);
+    /* Bytes still queued toward the target, for backpressure. */
+    uint64_t (*pending)(struct conn *c);
+    void (*read_pause)(struct conn *c, bool pause);
+    /* The client finished sending. */
+    void (*shutdown)(struct conn *c);
+    /* The conn is closing: let go of it; no callbacks after this. */
+    void (*close)(struct conn *c);
+};
+
 struct conn_side {
     uv_tcp_t *tcp; /* NULL until created */
     bool reading;
@@ -132,6 +147,11 @@ struct conn {
     const char *close_after_write;
 
     struct udp_assoc *udp;
+
+    /* Set when the route is a tunnel (NULL for direct TCP). */
+    const struct conn_target_ops *tops;
+    void *tstream;
+    char fail_detail[256]; /* a tunnel's reason for a failed open */
 };
 
 const char *conn_state_name(enum conn_state st);
@@ -169,6 +189,14 @@ bool conn_check_user(struct conn *c, const char *user, size_t ulen, const char *
 struct socks5_request;
 int udp_assoc_start(struct conn *c, const struct socks5_request *req);
 void udp_assoc_close(struct conn *c);
+
+/* Events from a tunnel stream (see struct conn_target_ops). */
+void conn_target_connected(struct conn *c);
+void conn_target_failed(struct conn *c, int err, const char *detail);
+void conn_target_data(struct conn *c, const uint8_t *p, size_t len);
+void conn_target_eof(struct conn *c);
+void conn_target_reset(struct conn *c, int err);
+void conn_target_drained(struct conn *c);
 
 /* Map an error to a connection end reason. */
 const char *conn_end_reason(int err);
