@@ -331,6 +331,104 @@ const char *td_ip_format(char *out, size_t outsz, const uint8_t *ip, size_t iple
     return out;
 }
 
+int td_cidr_parse(const char *s, size_t len, struct td_cidr *out, const char **why)
+{
+    struct td_cidr c;
+    const char *slash;
+    size_t iplen;
+    unsigned max, prefix;
+
+    if (!s || !out)
+        return addr_fail(why, "no address range");
+    if (len == 0)
+        return addr_fail(why, "empty address range");
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch <= 0x20 || ch >= 0x7f)
+            return addr_fail(why, "invalid character in address range");
+    }
+    memset(&c, 0, sizeof(c));
+    slash = memchr(s, '/', len);
+    iplen = slash ? (size_t)(slash - s) : len;
+    if (iplen == 0)
+        return addr_fail(why, "missing address before '/'");
+    if (memchr(s, ':', iplen)) {
+        if (td_ipv6_parse(s, iplen, c.ip) != 0)
+            return addr_fail(why, "invalid IPv6 address");
+        c.family = 6;
+        max = 128;
+    } else {
+        if (!addr_all_digits_and_dots(s, iplen))
+            return addr_fail(why, "expected an IP address, not a host name");
+        if (td_ipv4_parse(s, iplen, c.ip) != 0)
+            return addr_fail(why, "invalid IPv4 address");
+        c.family = 4;
+        max = 32;
+    }
+    prefix = max;
+    if (slash) {
+        const char *p = slash + 1;
+        size_t plen = len - iplen - 1;
+
+        if (plen == 0)
+            return addr_fail(why, "missing prefix length after '/'");
+        for (size_t i = 0; i < plen; i++)
+            if (!addr_is_digit(p[i]))
+                return addr_fail(why, "prefix length is not a number");
+        /* "/08" is refused like "010.0.0.1": one spelling per value. */
+        if (p[0] == '0' && plen > 1)
+            return addr_fail(why, "prefix length must not have leading zeros");
+        if (plen > 3)
+            return addr_fail(why, c.family == 4 ? "prefix length must be 0-32"
+                                                : "prefix length must be 0-128");
+        prefix = 0;
+        for (size_t i = 0; i < plen; i++)
+            prefix = prefix * 10 + (unsigned)(p[i] - '0');
+        if (prefix > max)
+            return addr_fail(why, c.family == 4 ? "prefix length must be 0-32"
+                                                : "prefix length must be 0-128");
+    }
+    c.prefix = (uint8_t)prefix;
+    /* Clear the host bits, so that "10.1.2.3/8" is 10.0.0.0/8. */
+    for (unsigned bit = prefix; bit < 128; bit++)
+        c.ip[bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
+    *out = c;
+    return 0;
+}
+
+/* Do the first bits of a and b agree? */
+static bool addr_prefix_equal(const uint8_t *a, const uint8_t *b, unsigned bits)
+{
+    unsigned full = bits / 8, rest = bits % 8;
+
+    if (full && memcmp(a, b, full) != 0)
+        return false;
+    if (rest) {
+        uint8_t mask = (uint8_t)(0xffu << (8 - rest));
+        if ((a[full] & mask) != (b[full] & mask))
+            return false;
+    }
+    return true;
+}
+
+bool td_cidr_match(const struct td_cidr *c, int family, const uint8_t *ip)
+{
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+    if (!c || !ip)
+        return false;
+    if (c->family == 4 && c->prefix <= 32) {
+        if (family == 4)
+            return addr_prefix_equal(c->ip, ip, c->prefix);
+        if (family == 6 && memcmp(ip, mapped, sizeof(mapped)) == 0)
+            return addr_prefix_equal(c->ip, ip + 12, c->prefix);
+        return false;
+    }
+    if (c->family == 6 && c->prefix <= 128 && family == 6)
+        return addr_prefix_equal(c->ip, ip, c->prefix);
+    return false;
+}
+
 /* Read the leading decimal digits of s into *v.  Returns the number of digits
  * read, or -1 on overflow. */
 static int addr_parse_digits(const char *s, uint64_t *v)

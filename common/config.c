@@ -55,6 +55,7 @@ struct cfg_item_state {
     yaml_mark_t name_mark; /* its name value */
     yaml_mark_t auth_mark; /* its auth value (listeners) */
     bool type_ok;          /* its type parsed (listeners) */
+    bool acl_bad;          /* its allow or deny list had an error (listeners) */
 };
 
 struct cfg_ctx {
@@ -721,7 +722,16 @@ static const struct cfg_field cfg_user_fields[] = {
 
 /* ---- listeners -------------------------------------------------------------------- */
 
-enum { CFG_L_NAME, CFG_L_TYPE, CFG_L_LISTEN, CFG_L_ROUTE, CFG_L_AUTH, CFG_L_TARGET };
+enum {
+    CFG_L_NAME,
+    CFG_L_TYPE,
+    CFG_L_LISTEN,
+    CFG_L_ROUTE,
+    CFG_L_AUTH,
+    CFG_L_TARGET,
+    CFG_L_ALLOW,
+    CFG_L_DENY,
+};
 
 static const char *const cfg_type_names[] = {
     [CFG_LISTENER_SOCKS5] = "socks5",
@@ -832,6 +842,80 @@ static void cfg_f_auth(struct cfg_ctx *ctx, const struct cfg_field *f, yaml_node
               cfg_show(shown, val));
 }
 
+/* A list of address ranges ("allow:" or "deny:").  Each bad item is
+ * reported at its own position, as listeners[i].deny[j]. */
+static bool cfg_cidr_list(struct cfg_ctx *ctx, yaml_node_t *val, bool empty_ok,
+                          struct td_cidr **out, size_t *nout)
+{
+    size_t count, n = 0;
+    struct td_cidr *v;
+    bool ok = true;
+
+    if (val->type != YAML_SEQUENCE_NODE) {
+        cfg_error(ctx, val->start_mark, "expected a list of address ranges, got %s", cfg_kind(val));
+        return false;
+    }
+    count = (size_t)(val->data.sequence.items.top - val->data.sequence.items.start);
+    if (count == 0) {
+        /* "allow: []" reads as "allow nothing", but no allow rules means
+         * "allow everything"; refuse the ambiguity. */
+        if (empty_ok)
+            return true;
+        cfg_error(ctx, val->start_mark,
+                  "must not be empty (leave 'allow' out to allow every target)");
+        return false;
+    }
+    v = calloc(count, sizeof(*v));
+    if (!v) {
+        ctx->oom = true;
+        return false;
+    }
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *item = yaml_document_get_node(ctx->doc, val->data.sequence.items.start[i]);
+        char shown[CFG_VALUE_SHOW + 1];
+        const char *why = "invalid address range";
+        const char *s;
+        size_t old;
+
+        if (!item || !cfg_visit(ctx)) {
+            ok = false;
+            break;
+        }
+        old = cfg_push_index(ctx, i);
+        s = cfg_scalar(ctx, item, "an address range (CIDR)");
+        if (s && td_cidr_parse(s, strlen(s), &v[n], &why) == 0) {
+            n++;
+        } else {
+            if (s)
+                cfg_error(ctx, item->start_mark, "invalid address range '%s': %s",
+                          cfg_show(shown, item), why);
+            ok = false;
+        }
+        cfg_pop(ctx, old);
+    }
+    *out = v;
+    *nout = n;
+    return ok;
+}
+
+static void cfg_f_allow(struct cfg_ctx *ctx, const struct cfg_field *f, yaml_node_t *key,
+                        yaml_node_t *val, void *obj)
+{
+    struct cfg_listener *l = obj;
+
+    if (!cfg_cidr_list(ctx, val, false, &l->allow, &l->n_allow))
+        cfg_lstate(ctx, l)->acl_bad = true;
+}
+
+static void cfg_f_deny(struct cfg_ctx *ctx, const struct cfg_field *f, yaml_node_t *key,
+                       yaml_node_t *val, void *obj)
+{
+    struct cfg_listener *l = obj;
+
+    if (!cfg_cidr_list(ctx, val, true, &l->deny, &l->n_deny))
+        cfg_lstate(ctx, l)->acl_bad = true;
+}
+
 static const struct cfg_field cfg_listener_fields[] = {
     [CFG_L_NAME] = {.key = "name",
                     .fn = cfg_f_listener_name,
@@ -848,6 +932,8 @@ static const struct cfg_field cfg_listener_fields[] = {
     [CFG_L_TARGET] = {.key = "target",
                       .fn = cfg_f_target,
                       .off = offsetof(struct cfg_listener, target)},
+    [CFG_L_ALLOW] = {.key = "allow", .fn = cfg_f_allow},
+    [CFG_L_DENY] = {.key = "deny", .fn = cfg_f_deny},
 };
 
 /* ---- lists --------------------------------------------------------------------------- */
@@ -983,6 +1069,16 @@ static void cfg_listener_check(struct cfg_ctx *ctx, yaml_node_t *item, struct cf
         old = cfg_push_key(ctx, "target");
         cfg_error(ctx, seen[CFG_L_TARGET]->start_mark,
                   "only forward listeners take a target (this one is %s)", cfg_type_names[l->type]);
+        cfg_pop(ctx, old);
+    }
+    /* A forward listener whose literal target its own rules refuse could
+     * never carry a connection.  (Names are checked once resolved.) */
+    if (st->type_ok && l->type == CFG_LISTENER_FORWARD && l->has_target && !st->acl_bad &&
+        l->target.kind != TD_HOST_NAME &&
+        !cfg_listener_allows(l, l->target.kind == TD_HOST_IPV4 ? 4 : 6, l->target.ip)) {
+        old = cfg_push_key(ctx, "target");
+        cfg_error(ctx, seen[CFG_L_TARGET]->start_mark,
+                  "the target is refused by this listener's allow/deny rules");
         cfg_pop(ctx, old);
     }
     if (st->type_ok && l->type == CFG_LISTENER_FORWARD && l->auth == CFG_AUTH_USERS) {
@@ -1439,6 +1535,8 @@ void cfg_free(struct td_config *cfg)
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         free(cfg->listeners[i].name);
         free(cfg->listeners[i].route);
+        free(cfg->listeners[i].allow);
+        free(cfg->listeners[i].deny);
     }
     free(cfg->listeners);
     free(cfg);
@@ -1477,4 +1575,19 @@ const struct cfg_user *cfg_find_user(const struct td_config *cfg, const char *na
         if (cfg->users[i].name && strcmp(cfg->users[i].name, name) == 0)
             return &cfg->users[i];
     return NULL;
+}
+
+bool cfg_listener_allows(const struct cfg_listener *l, int family, const uint8_t *ip)
+{
+    bool allowed;
+
+    if (!l || !ip)
+        return false;
+    for (size_t i = 0; i < l->n_deny; i++)
+        if (td_cidr_match(&l->deny[i], family, ip))
+            return false;
+    allowed = l->n_allow == 0;
+    for (size_t i = 0; i < l->n_allow && !allowed; i++)
+        allowed = td_cidr_match(&l->allow[i], family, ip);
+    return allowed;
 }

@@ -44,6 +44,12 @@ struct cfg_listener {
     bool has_target;
     char *route; /* "direct" or a tunnel name */
     enum cfg_auth auth;
+    /* Target ACL ("allow:" and "deny:"); NULL and 0 when the key is absent.
+     * See cfg_listener_allows(). */
+    struct td_cidr *allow;
+    size_t n_allow;
+    struct td_cidr *deny;
+    size_t n_deny;
 };
 
 struct cfg_limits {
@@ -106,5 +112,13 @@ const char *cfg_listener_type_name(enum cfg_listener_type t);
 /* "none" or "users". */
 const char *cfg_auth_name(enum cfg_auth a);
 const struct cfg_user *cfg_find_user(const struct td_config *cfg, const char *name);
+
+/* May l connect to the target address ip (4 bytes when family is 4, 16 when
+ * it is 6)?  True when no deny rule matches and either l has no allow rules
+ * or one of them matches: deny wins over allow.  IPv4-mapped IPv6 addresses
+ * also meet the IPv4 rules (see td_cidr_match()).  The front-ends call this
+ * for every resolved address of a target before connecting to it, and for
+ * every SOCKS5 UDP datagram.  False when l or ip is NULL. */
+bool cfg_listener_allows(const struct cfg_listener *l, int family, const uint8_t *ip);
 
 #endif

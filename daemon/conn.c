@@ -6,6 +6,7 @@
 #include "crypto.h"
 #include "error.h"
 #include "log.h"
+#include "netutil.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,8 @@ const char *conn_end_reason(int err)
     case TD_EMFILE:
     case TD_ENOMEM:
         return END_NO_RESOURCES;
+    case TD_EACCES:
+        return END_NOT_ALLOWED;
     default:
         return END_ERROR;
     }
@@ -752,6 +755,19 @@ static void conn_connect_next(struct conn *c)
     conn_fail_connect(c, c->last_connect_err ? c->last_connect_err : TD_EHOSTUNREACH);
 }
 
+bool conn_addr_allowed(const struct conn *c, const struct sockaddr *sa)
+{
+    const struct cfg_listener *l = c->l->cfg;
+    if (l->n_allow == 0 && l->n_deny == 0)
+        return true;
+    if (sa->sa_family == AF_INET)
+        return cfg_listener_allows(l, 4, (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr);
+    if (sa->sa_family == AF_INET6)
+        return cfg_listener_allows(l, 6,
+                                   (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr);
+    return false;
+}
+
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     struct td_resolve *rr = td_container_of(req, struct td_resolve, req);
@@ -770,6 +786,20 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
             uv_freeaddrinfo(res);
         c->fe->on_connect_failed(c, status == UV_EAI_MEMORY ? TD_ENOMEM : TD_EDNS);
         return;
+    }
+    /* The listener's allow/deny rules see every address of the name: one
+     * refused address refuses the target, so a name that resolves to both a
+     * public and a private address cannot be used to get through. */
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        if (!conn_addr_allowed(c, ai->ai_addr)) {
+            char a[80];
+            LOG_INFO("conn", "#%llu %s: target %s (%s) refused by listener rules",
+                     (unsigned long long)c->id, c->client_str, c->target_str,
+                     td_sockaddr_str(ai->ai_addr, a, sizeof(a)));
+            uv_freeaddrinfo(res);
+            c->fe->on_connect_failed(c, TD_EACCES);
+            return;
+        }
     }
     c->ai_head = c->ai_next = res;
     conn_set_state(c, CONN_CONNECTING);

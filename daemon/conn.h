@@ -198,6 +198,10 @@ void conn_target_eof(struct conn *c);
 void conn_target_reset(struct conn *c, int err);
 void conn_target_drained(struct conn *c);
 
+/* Do the listener's allow/deny rules let this address through? */
+struct sockaddr;
+bool conn_addr_allowed(const struct conn *c, const struct sockaddr *sa);
+
 /* Map an error to a connection end reason. */
 const char *conn_end_reason(int err);
 

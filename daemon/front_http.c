@@ -188,10 +188,15 @@ static void hfe_on_connected(struct conn *c)
 static void hfe_on_connect_failed(struct conn *c, int err)
 {
     char detail[512];
-    int status = err == TD_ETIMEDOUT ? 504 : 502;
+    int status = err == TD_ETIMEDOUT ? 504 : err == TD_EACCES ? 403 : 502;
     free(c->resp);
     c->resp = NULL;
-    snprintf(detail, sizeof(detail), "cannot reach %s: %s", c->target_str, td_strerror(err));
+    if (err == TD_EACCES)
+        snprintf(detail, sizeof(detail), "%s is not allowed by this proxy's rules", c->target_str);
+    else if (c->fail_detail[0])
+        snprintf(detail, sizeof(detail), "cannot reach %s: %s", c->target_str, c->fail_detail);
+    else
+        snprintf(detail, sizeof(detail), "cannot reach %s: %s", c->target_str, td_strerror(err));
     hfe_error(c, status, detail, NULL, conn_end_reason(err));
 }
 

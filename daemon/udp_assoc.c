@@ -111,9 +111,14 @@ static uv_udp_t *ua_outbound(struct udp_assoc *ua, int family)
 static void ua_send_to_target(struct udp_assoc *ua, const struct sockaddr *to, const uint8_t *p,
                               size_t len)
 {
-    uv_udp_t *u = ua_outbound(ua, to->sa_family);
+    uv_udp_t *u;
     uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
     int r;
+    if (!conn_addr_allowed(ua->c, to)) {
+        ua->dropped++;
+        return;
+    }
+    u = ua_outbound(ua, to->sa_family);
     if (!u || !uv_is_active((uv_handle_t *)u)) {
         ua->dropped++;
         return;

@@ -105,7 +105,7 @@ def _q(s):
 def make_config(listeners, limits=None, users=None, log_level="info"):
     """YAML text for the daemon.  listeners: list of dicts with keys name,
     type, and optionally listen (default 127.0.0.1:0), route (direct),
-    auth (none), target.  limits: dict of limits keys -> strings.  users:
+    auth (none), target, allow and deny (lists of CIDRs).  limits: dict of limits keys -> strings.  users:
     list of (name, password).  "@TMPDIR@" is replaced by the Daemon's temp
     directory."""
     out = ["version: 1",
@@ -134,6 +134,9 @@ def make_config(listeners, limits=None, users=None, log_level="info"):
             out.append("    auth: %s" % li.get("auth", "none"))
         if "target" in li:
             out.append("    target: %s" % _q(li["target"]))
+        for key in ("allow", "deny"):
+            if key in li:
+                out.append("    %s: [%s]" % (key, ", ".join(_q(x) for x in li[key])))
     return "\n".join(out) + "\n"
 
 

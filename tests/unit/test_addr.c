@@ -342,6 +342,204 @@ static void test_size(void **state)
             fail_msg("'%s' should not parse", bad[i]);
 }
 
+static int cidr(const char *s, struct td_cidr *c, const char **why)
+{
+    return td_cidr_parse(s, strlen(s), c, why);
+}
+
+static void test_cidr_parse(void **state)
+{
+    struct td_cidr c;
+    const uint8_t ten[4] = {10, 0, 0, 0};
+    uint8_t v6[16] = {0};
+
+    (void)state;
+    assert_int_equal(cidr("10.0.0.0/8", &c, NULL), 0);
+    assert_int_equal(c.family, 4);
+    assert_int_equal(c.prefix, 8);
+    assert_memory_equal(c.ip, ten, 4);
+
+    /* Host bits beyond the prefix are masked off. */
+    assert_int_equal(cidr("10.1.2.3/8", &c, NULL), 0);
+    assert_int_equal(c.prefix, 8);
+    assert_memory_equal(c.ip, ten, 4);
+    assert_int_equal(cidr("192.168.255.255/17", &c, NULL), 0);
+    assert_int_equal(c.ip[2], 0x80);
+    assert_int_equal(c.ip[3], 0);
+
+    /* A bare address is a single host. */
+    assert_int_equal(cidr("127.0.0.1", &c, NULL), 0);
+    assert_int_equal(c.family, 4);
+    assert_int_equal(c.prefix, 32);
+    assert_int_equal(c.ip[3], 1);
+    assert_int_equal(cidr("::1", &c, NULL), 0);
+    assert_int_equal(c.family, 6);
+    assert_int_equal(c.prefix, 128);
+    v6[15] = 1;
+    assert_memory_equal(c.ip, v6, 16);
+
+    assert_int_equal(cidr("::1/128", &c, NULL), 0);
+    assert_int_equal(c.prefix, 128);
+    assert_memory_equal(c.ip, v6, 16);
+    assert_int_equal(cidr("fe80::/10", &c, NULL), 0);
+    assert_int_equal(c.family, 6);
+    assert_int_equal(c.prefix, 10);
+    assert_int_equal(c.ip[0], 0xfe);
+    assert_int_equal(c.ip[1], 0x80);
+    assert_int_equal(cidr("febf:ffff::1/10", &c, NULL), 0);
+    assert_int_equal(c.ip[0], 0xfe);
+    assert_int_equal(c.ip[1], 0x80);
+    memset(v6, 0, sizeof(v6));
+    assert_memory_equal(c.ip + 2, v6, 14);
+
+    assert_int_equal(cidr("0.0.0.0/0", &c, NULL), 0);
+    assert_int_equal(c.prefix, 0);
+    assert_int_equal(cidr("1.2.3.4/0", &c, NULL), 0);
+    assert_memory_equal(c.ip, v6, 16);
+    assert_int_equal(cidr("::/0", &c, NULL), 0);
+    assert_int_equal(c.family, 6);
+    assert_int_equal(c.prefix, 0);
+    assert_int_equal(cidr("1.2.3.4/32", &c, NULL), 0);
+    assert_int_equal(c.ip[3], 4);
+    assert_int_equal(cidr("::ffff:10.0.0.0/104", &c, NULL), 0);
+    assert_int_equal(c.family, 6);
+    assert_int_equal(c.prefix, 104);
+    /* The length bounds the string, not a NUL. */
+    assert_int_equal(td_cidr_parse("10.0.0.0/8junk", 10, &c, NULL), 0);
+    assert_int_equal(c.prefix, 8);
+}
+
+static void test_cidr_parse_bad(void **state)
+{
+    static const struct {
+        const char *in;
+        const char *why;
+    } bad[] = {
+        {"", "empty address range"},
+        {"/8", "missing address before '/'"},
+        {"10.0.0.0/", "missing prefix length after '/'"},
+        {"10.0.0.0/33", "prefix length must be 0-32"},
+        {"10.0.0.0/1000", "prefix length must be 0-32"},
+        {"::/129", "prefix length must be 0-128"},
+        {"::/9999", "prefix length must be 0-128"},
+        {"10.0.0.0/08", "prefix length must not have leading zeros"},
+        {"10.0.0.0/-1", "prefix length is not a number"},
+        {"10.0.0.0/8/8", "prefix length is not a number"},
+        {"10.0.0.0/x", "prefix length is not a number"},
+        {"10.0.0.0/+8", "prefix length is not a number"},
+        {"10.0.0/8", "invalid IPv4 address"},
+        {"10.0.0.256", "invalid IPv4 address"},
+        {"010.0.0.0/8", "invalid IPv4 address"},
+        {"example.com/8", "expected an IP address, not a host name"},
+        {"any", "expected an IP address, not a host name"},
+        {"10.0.0.0x/8", "expected an IP address, not a host name"},
+        {"fe80:::/10", "invalid IPv6 address"},
+        {"[::1]/128", "invalid IPv6 address"},
+        {"fe80::%eth0/10", "invalid IPv6 address"},
+        {"10.0.0.0 /8", "invalid character in address range"},
+        {" 10.0.0.0/8", "invalid character in address range"},
+        {"10.0.0.0/8\n", "invalid character in address range"},
+    };
+    struct td_cidr c;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *why = NULL;
+        int rc = cidr(bad[i].in, &c, &why);
+        if (rc != TD_EINVAL || !why || strcmp(why, bad[i].why) != 0)
+            fail_msg("'%s': rc %d why '%s', expected '%s'", bad[i].in, rc, why ? why : "(null)",
+                     bad[i].why);
+    }
+    assert_int_equal(td_cidr_parse(NULL, 0, &c, NULL), TD_EINVAL);
+    assert_int_equal(td_cidr_parse("10.0.0.0/8", 10, NULL, NULL), TD_EINVAL);
+    /* An embedded NUL is a bad character, not the end. */
+    assert_int_equal(td_cidr_parse("10.0.0.0/8\0", 11, &c, NULL), TD_EINVAL);
+}
+
+static bool match(const char *range, const char *addr)
+{
+    struct td_cidr c;
+    uint8_t ip[16];
+
+    assert_int_equal(cidr(range, &c, NULL), 0);
+    if (strchr(addr, ':')) {
+        assert_int_equal(td_ipv6_parse(addr, strlen(addr), ip), 0);
+        return td_cidr_match(&c, 6, ip);
+    }
+    assert_int_equal(td_ipv4_parse(addr, strlen(addr), ip), 0);
+    return td_cidr_match(&c, 4, ip);
+}
+
+static void test_cidr_match(void **state)
+{
+    struct td_cidr c;
+    const uint8_t ip4[4] = {10, 0, 0, 1};
+
+    (void)state;
+    /* IPv4. */
+    assert_true(match("10.0.0.0/8", "10.0.0.1"));
+    assert_true(match("10.0.0.0/8", "10.255.255.255"));
+    assert_false(match("10.0.0.0/8", "11.0.0.0"));
+    assert_false(match("10.0.0.0/8", "9.255.255.255"));
+    assert_true(match("172.16.0.0/12", "172.31.1.1"));
+    assert_false(match("172.16.0.0/12", "172.32.0.1"));
+    assert_true(match("192.168.1.128/25", "192.168.1.200"));
+    assert_false(match("192.168.1.128/25", "192.168.1.127"));
+    /* /32 and bare addresses are one host. */
+    assert_true(match("1.2.3.4/32", "1.2.3.4"));
+    assert_false(match("1.2.3.4/32", "1.2.3.5"));
+    assert_true(match("1.2.3.4", "1.2.3.4"));
+    assert_false(match("1.2.3.4", "1.2.3.0"));
+    /* /0 matches every address of its own family, and only those. */
+    assert_true(match("0.0.0.0/0", "0.0.0.0"));
+    assert_true(match("0.0.0.0/0", "255.255.255.255"));
+    assert_false(match("0.0.0.0/0", "::1"));
+    assert_false(match("0.0.0.0/0", "2001:db8::1"));
+    assert_true(match("::/0", "::"));
+    assert_true(match("::/0", "2001:db8::1"));
+    assert_false(match("::/0", "127.0.0.1"));
+
+    /* IPv6. */
+    assert_true(match("::1/128", "::1"));
+    assert_false(match("::1/128", "::2"));
+    assert_true(match("::1", "::1"));
+    assert_true(match("fe80::/10", "fe80::1"));
+    assert_true(match("fe80::/10", "febf:ffff::1"));
+    assert_false(match("fe80::/10", "fec0::1"));
+    assert_true(match("fc00::/7", "fd12:3456::1"));
+    assert_false(match("fc00::/7", "fe00::1"));
+    assert_true(match("2001:db8::/32", "2001:db8:ffff::1"));
+    assert_false(match("2001:db8::/32", "2001:db9::1"));
+    assert_true(match("2001:db8::1:0/127", "2001:db8::1:1"));
+    assert_false(match("2001:db8::1:0/127", "2001:db8::1:2"));
+
+    /* IPv4-mapped IPv6 addresses meet the IPv4 rules as IPv4... */
+    assert_true(match("127.0.0.0/8", "::ffff:127.0.0.1"));
+    assert_true(match("10.0.0.0/8", "::ffff:a00:1"));
+    assert_false(match("10.0.0.0/8", "::ffff:b00:1"));
+    assert_true(match("1.2.3.4/32", "::ffff:1.2.3.4"));
+    assert_true(match("0.0.0.0/0", "::ffff:8.8.8.8"));
+    /* ...and the IPv6 rules literally. */
+    assert_true(match("::ffff:0:0/96", "::ffff:127.0.0.1"));
+    assert_true(match("::ffff:127.0.0.0/104", "::ffff:127.0.0.1"));
+    assert_false(match("::ffff:127.0.0.0/104", "::ffff:128.0.0.1"));
+    assert_true(match("::/0", "::ffff:127.0.0.1"));
+    assert_false(match("::1/128", "::ffff:0.0.0.1"));
+    /* An IPv4 address does not meet IPv6 rules, even mapped ones. */
+    assert_false(match("::ffff:0:0/96", "127.0.0.1"));
+    /* Only ::ffff:0:0/96 is unwrapped: not IPv4-compatible or NAT64. */
+    assert_false(match("127.0.0.0/8", "::127.0.0.1"));
+    assert_false(match("127.0.0.0/8", "64:ff9b::127.0.0.1"));
+    assert_false(match("127.0.0.0/8", "::fffe:127.0.0.1"));
+
+    /* Bad arguments never match. */
+    assert_int_equal(cidr("0.0.0.0/0", &c, NULL), 0);
+    assert_false(td_cidr_match(NULL, 4, ip4));
+    assert_false(td_cidr_match(&c, 4, NULL));
+    assert_false(td_cidr_match(&c, 0, ip4));
+    assert_false(td_cidr_match(&c, 5, ip4));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -356,6 +554,9 @@ int main(void)
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_duration),
         cmocka_unit_test(test_size),
+        cmocka_unit_test(test_cidr_parse),
+        cmocka_unit_test(test_cidr_parse_bad),
+        cmocka_unit_test(test_cidr_match),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

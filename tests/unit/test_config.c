@@ -735,6 +735,198 @@ static void test_files(void **state)
     cfg_errors_free(&errs);
 }
 
+static bool allows(const struct cfg_listener *l, const char *addr)
+{
+    uint8_t ip[16];
+
+    if (strchr(addr, ':')) {
+        assert_int_equal(td_ipv6_parse(addr, strlen(addr), ip), 0);
+        return cfg_listener_allows(l, 6, ip);
+    }
+    assert_int_equal(td_ipv4_parse(addr, strlen(addr), ip), 0);
+    return cfg_listener_allows(l, 4, ip);
+}
+
+static void test_acl(void **state)
+{
+    static const char yaml[] = "version: 1\n"
+                               "listeners:\n"
+                               "  - name: public\n"
+                               "    type: socks5\n"
+                               "    listen: 0.0.0.0:1080\n"
+                               "    deny:\n"
+                               "      - 127.0.0.0/8\n"
+                               "      - 10.0.0.0/8\n"
+                               "      - \"::1/128\"\n"
+                               "      - 'fe80::/10'\n"
+                               "      - 192.168.1.1\n"
+                               "  - name: lan\n"
+                               "    type: http\n"
+                               "    listen: 127.0.0.1:3128\n"
+                               "    allow: [10.0.0.0/8, '2001:db8::/32']\n"
+                               "    deny: [10.0.0.1/32]\n"
+                               "  - name: open\n"
+                               "    type: mixed\n"
+                               "    listen: 127.0.0.1:1081\n"
+                               "    deny: []\n"
+                               "  - name: fwd\n"
+                               "    type: forward\n"
+                               "    listen: 127.0.0.1:2222\n"
+                               "    target: 10.1.2.3:22\n"
+                               "    allow: [10.1.0.0/16]\n";
+    struct td_config *cfg = load_ok("t.yaml", yaml);
+    const struct cfg_listener *l;
+
+    (void)state;
+    assert_int_equal(cfg->n_listeners, 4);
+
+    /* Only deny rules: everything else is allowed. */
+    l = &cfg->listeners[0];
+    assert_int_equal(l->n_allow, 0);
+    assert_null(l->allow);
+    assert_int_equal(l->n_deny, 5);
+    assert_int_equal(l->deny[0].family, 4);
+    assert_int_equal(l->deny[0].prefix, 8);
+    assert_int_equal(l->deny[0].ip[0], 127);
+    assert_int_equal(l->deny[2].family, 6);
+    assert_int_equal(l->deny[2].prefix, 128);
+    assert_int_equal(l->deny[2].ip[15], 1);
+    assert_int_equal(l->deny[3].prefix, 10);
+    assert_int_equal(l->deny[4].prefix, 32);
+    assert_false(allows(l, "127.0.0.1"));
+    assert_false(allows(l, "127.255.0.9"));
+    assert_false(allows(l, "10.20.30.40"));
+    assert_false(allows(l, "192.168.1.1"));
+    assert_true(allows(l, "192.168.1.2"));
+    assert_false(allows(l, "::1"));
+    assert_false(allows(l, "fe80::1234"));
+    assert_true(allows(l, "8.8.8.8"));
+    assert_true(allows(l, "2001:db8::1"));
+    /* A mapped address cannot sneak past an IPv4 deny rule. */
+    assert_false(allows(l, "::ffff:127.0.0.1"));
+    assert_false(allows(l, "::ffff:10.0.0.1"));
+    assert_true(allows(l, "::ffff:8.8.8.8"));
+
+    /* allow and deny: inside an allow rule and outside every deny rule;
+     * deny wins. */
+    l = &cfg->listeners[1];
+    assert_int_equal(l->n_allow, 2);
+    assert_int_equal(l->n_deny, 1);
+    assert_true(allows(l, "10.0.0.2"));
+    assert_true(allows(l, "::ffff:10.9.9.9"));
+    assert_false(allows(l, "10.0.0.1"));
+    assert_false(allows(l, "::ffff:10.0.0.1"));
+    assert_false(allows(l, "11.0.0.1"));
+    assert_true(allows(l, "2001:db8:1::1"));
+    assert_false(allows(l, "2001:db9::1"));
+    assert_false(allows(l, "::1"));
+
+    /* "deny: []" denies nothing; no rules at all allow everything. */
+    l = &cfg->listeners[2];
+    assert_int_equal(l->n_allow, 0);
+    assert_int_equal(l->n_deny, 0);
+    assert_true(allows(l, "127.0.0.1"));
+    assert_true(allows(l, "::1"));
+
+    /* Forward listeners take rules too. */
+    l = &cfg->listeners[3];
+    assert_int_equal(l->n_allow, 1);
+    assert_true(allows(l, "10.1.2.3"));
+    assert_false(allows(l, "10.2.0.1"));
+
+    /* Bad arguments are refused. */
+    assert_false(cfg_listener_allows(NULL, 4, l->allow[0].ip));
+    assert_false(cfg_listener_allows(l, 4, NULL));
+    assert_false(cfg_listener_allows(l, 0, l->allow[0].ip));
+    cfg_free(cfg);
+
+    /* Every listener without the keys allows every target. */
+    cfg = load_ok("t.yaml", BASE);
+    assert_int_equal(cfg->listeners[0].n_allow, 0);
+    assert_int_equal(cfg->listeners[0].n_deny, 0);
+    assert_true(allows(&cfg->listeners[0], "127.0.0.1"));
+    assert_true(allows(&cfg->listeners[0], "::"));
+    cfg_free(cfg);
+}
+
+static void test_acl_errors(void **state)
+{
+    (void)state;
+    /* Each bad item is reported at its own position and index. */
+    EXPECT_ERRORS(BASE "    deny:\n"
+                       "      - 127.0.0.0/8\n"
+                       "      - 10.0.0.0/33\n"
+                       "      - localhost\n"
+                       "      - [1.2.3.4]\n"
+                       "      -\n"
+                       "      - '::1/129'\n"
+                       "    allow: [10.0.0.0/8, 1.2.3/24, \"fe80:::/10\", 0.0.0.0/08]\n",
+                  "t.yaml:8:9: listeners[0].deny[1]: invalid address range '10.0.0.0/33': "
+                  "prefix length must be 0-32",
+                  "t.yaml:9:9: listeners[0].deny[2]: invalid address range 'localhost': "
+                  "expected an IP address, not a host name",
+                  "t.yaml:10:9: listeners[0].deny[3]: expected an address range (CIDR), got a "
+                  "list",
+                  "t.yaml:11:8: listeners[0].deny[4]: expected an address range (CIDR), got an "
+                  "empty value",
+                  "t.yaml:12:9: listeners[0].deny[5]: invalid address range '::1/129': prefix "
+                  "length must be 0-128",
+                  "t.yaml:13:25: listeners[0].allow[1]: invalid address range '1.2.3/24': "
+                  "invalid IPv4 address",
+                  "t.yaml:13:35: listeners[0].allow[2]: invalid address range 'fe80:::/10': "
+                  "invalid IPv6 address",
+                  "t.yaml:13:49: listeners[0].allow[3]: invalid address range '0.0.0.0/08': "
+                  "prefix length must not have leading zeros");
+    /* The lists must be lists; an empty allow list is ambiguous. */
+    EXPECT_ERRORS(BASE "    allow: 10.0.0.0/8\n"
+                       "    deny:\n"
+                       "  - name: b\n"
+                       "    type: http\n"
+                       "    listen: 127.0.0.1:2\n"
+                       "    allow: []\n"
+                       "    deny: {a: 1}\n"
+                       "  - {name: c, type: http, listen: 127.0.0.1:3, allow: [1.2.3.4], "
+                       "allow: ['::1']}\n",
+                  "t.yaml:6:12: listeners[0].allow: expected a list of address ranges, got a "
+                  "plain value",
+                  "t.yaml:7:10: listeners[0].deny: expected a list of address ranges, got an "
+                  "empty value",
+                  "t.yaml:11:12: listeners[1].allow: must not be empty (leave 'allow' out to "
+                  "allow every target)",
+                  "t.yaml:12:11: listeners[1].deny: expected a list of address ranges, got a "
+                  "mapping",
+                  "t.yaml:13:66: listeners[2].allow: duplicate key (first defined at 13:48)");
+    /* A forward listener whose literal target its own rules refuse. */
+    EXPECT_ERRORS("version: 1\n"
+                  "listeners:\n"
+                  "  - name: f1\n"
+                  "    type: forward\n"
+                  "    listen: 127.0.0.1:2222\n"
+                  "    target: 127.0.0.1:22\n"
+                  "    deny: [127.0.0.0/8]\n"
+                  "  - name: f2\n"
+                  "    type: forward\n"
+                  "    listen: 127.0.0.1:2223\n"
+                  "    allow: ['2001:db8::/32']\n"
+                  "    target: '[::1]:22'\n"
+                  "  - name: f3\n"
+                  "    type: forward\n"
+                  "    listen: 127.0.0.1:2224\n"
+                  "    target: localhost:22\n"
+                  "    deny: [127.0.0.0/8]\n"
+                  "  - name: f4\n"
+                  "    type: forward\n"
+                  "    listen: 127.0.0.1:2225\n"
+                  "    target: 127.0.0.1:22\n"
+                  "    allow: [10.0.0.0/8, bogus]\n",
+                  "t.yaml:6:5: listeners[0].target: the target is refused by this listener's "
+                  "allow/deny rules",
+                  "t.yaml:12:5: listeners[1].target: the target is refused by this listener's "
+                  "allow/deny rules",
+                  "t.yaml:22:25: listeners[3].allow[1]: invalid address range 'bogus': expected "
+                  "an IP address, not a host name");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -759,6 +951,8 @@ int main(void)
         cmocka_unit_test(test_too_large),
         cmocka_unit_test(test_api_edges),
         cmocka_unit_test(test_files),
+        cmocka_unit_test(test_acl),
+        cmocka_unit_test(test_acl_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
