@@ -1188,6 +1188,7 @@ static const struct cfg_field cfg_root_fields[] = {
      .off = offsetof(struct td_config, control),
      .sub = cfg_control_fields,
      .nsub = CFG_ARRAY_SIZE(cfg_control_fields)},
+    {.key = "user", .fn = cfg_f_name, .off = offsetof(struct td_config, user)},
     {.key = "state_dir",
      .fn = cfg_f_path,
      .off = offsetof(struct td_config, state_dir),
@@ -1525,6 +1526,7 @@ void cfg_free(struct td_config *cfg)
     free(cfg->control.socket);
     free(cfg->control.group);
     free(cfg->state_dir);
+    free(cfg->user);
     for (size_t i = 0; i < cfg->n_users; i++) {
         free(cfg->users[i].name);
         free(cfg->users[i].password);

@@ -81,6 +81,7 @@ struct td_config {
     struct cfg_log log;
     struct cfg_control control;
     char *state_dir; /* default /var/lib/tunneld */
+    char *user;      /* POSIX: switch to this user after binding; NULL keeps the identity */
     struct cfg_limits limits;
     struct cfg_user *users;
     size_t n_users;

@@ -761,7 +761,8 @@ bool conn_addr_allowed(const struct conn *c, const struct sockaddr *sa)
     if (l->n_allow == 0 && l->n_deny == 0)
         return true;
     if (sa->sa_family == AF_INET)
-        return cfg_listener_allows(l, 4, (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr);
+        return cfg_listener_allows(l, 4,
+                                   (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr);
     if (sa->sa_family == AF_INET6)
         return cfg_listener_allows(l, 6,
                                    (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr);

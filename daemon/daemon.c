@@ -182,6 +182,8 @@ int daemon_run(const struct daemon_opts *opts)
         if (listener_start(&d, &d.listeners[i], &d.cfg->listeners[i]) != 0)
             goto out;
     }
+    if (privdrop(d.cfg->user) != 0)
+        goto out;
     if (opts->platform_start)
         opts->platform_start(&d);
     LOG_INFO("main", "tunneld %s ready (%zu listeners, config %s)", TUNNELD_VERSION, d.n_listeners,

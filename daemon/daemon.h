@@ -68,8 +68,9 @@ void daemon_conn_gone(struct td_daemon *d);
 void daemon_note_emfile(struct td_daemon *d, const char *what);
 bool daemon_fds_available(const struct td_daemon *d, uint64_t n);
 
-/* Platform hooks, in fdlimit_posix.c / fdlimit_win.c. */
+/* Platform hooks, in fdlimit_posix.c / fdlimit_win.c and privdrop_*.c. */
 uint64_t fdlimit_raise(void);
+int privdrop(const char *user);
 
 /* Map a libuv status to TD_E* (uverr.c). */
 int td_err_from_uv(int uverr);
