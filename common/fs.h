@@ -1,0 +1,23 @@
+/* Whole-file helpers for small private files (key files), one
+ * implementation per platform: fs_posix.c and fs_win.c.  These are the only
+ * file I/O in common/. */
+#ifndef TD_FS_H_
+#define TD_FS_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Read a regular file of at most max bytes into a malloc()ed buffer (*out,
+ * freed by the caller; a NUL is appended after the data but not counted in
+ * *len).  Returns 0, TD_EINVAL, TD_ENOTFOUND, TD_EACCES, TD_ETOOBIG (larger
+ * than max), TD_ENOMEM or TD_EIO. */
+int td_fs_read_file(const char *path, size_t max, uint8_t **out, size_t *len);
+
+/* Replace path atomically with data: write a new temporary file in the same
+ * directory, readable and writable by the owner only (0600 on POSIX), flush
+ * it to disk, then rename it over path.  On failure path is untouched and the
+ * temporary file is removed.  Returns 0, TD_EINVAL, TD_ENOTFOUND (no such
+ * directory), TD_EACCES, TD_ENOMEM or TD_EIO. */
+int td_fs_write_file_private(const char *path, const uint8_t *data, size_t len);
+
+#endif
