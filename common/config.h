@@ -52,6 +52,65 @@ struct cfg_listener {
     size_t n_deny;
 };
 
+enum cfg_protocol {
+    CFG_PROTO_WSTAN = 0,
+    CFG_PROTO_JPROXY,
+};
+
+enum cfg_nonce_mode {
+    CFG_NONCE_DEFAULT = 0,
+    CFG_NONCE_COMPATIBLE,
+};
+
+/* "tunnels:" entries: the client side of a protocol.  A listener whose
+ * route names a tunnel reaches its targets through it. */
+struct cfg_tunnel {
+    char *name;
+    enum cfg_protocol protocol;
+
+    /* wstan */
+    char *url;                  /* as written: ws://host[:port]/path or wss://... */
+    bool tls;                   /* wss:// */
+    struct td_hostport server;  /* host and port from the URL (port 80/443 by default) */
+    char *path;                 /* URL path, always starting and ending with '/' */
+    char *key;                  /* raw base64 key or password (wstan) */
+    enum cfg_nonce_mode nonce_mode;
+    uint32_t pool_size;         /* default 16; 0 disables pooling */
+    uint64_t pool_max_idle_ms;  /* default 5m */
+    char *tls_ca;               /* NULL: the system store */
+    bool tls_verify;            /* default true */
+    char *tls_sni;              /* NULL: the URL host */
+    bool has_http_proxy;
+    struct td_hostport http_proxy; /* optional HTTP CONNECT proxy on the way */
+
+    /* jproxy */
+    struct td_hostport jp_server; /* "server:", default port 16384 */
+    char *key_file;               /* KSF key.dat (private key + token) */
+    char *private_key;            /* or a PEM private key file ... */
+    char *token;                  /* ... plus the 64-hex-digit token */
+    uint64_t reconnect_max_ms;    /* backoff cap, default 30s */
+    uint32_t max_streams;         /* per tunnel, default 1024 */
+};
+
+/* "servers:" entries: the server side of a protocol. */
+struct cfg_server {
+    char *name;
+    enum cfg_protocol protocol;
+    struct td_hostport listen;   /* port 0 allowed */
+
+    /* wstan */
+    char *path;                  /* default "/" */
+    enum cfg_nonce_mode nonce_mode;
+    char *tls_cert, *tls_key;    /* both or neither: native wss */
+    char **keys;                 /* anonymous keys; users' wstan_key are accepted too */
+    size_t n_keys;
+    uint64_t timestamp_window_ms; /* default 60s */
+
+    /* jproxy */
+    char *users_dir;             /* KSF <HEX>.dat files; NULL when not set */
+    uint32_t max_streams;        /* per tunnel, default 1024 (status 6 beyond) */
+};
+
 struct cfg_limits {
     uint32_t max_connections;      /* default 20000 */
     uint64_t handshake_timeout_ms; /* default 10s */
@@ -87,6 +146,10 @@ struct td_config {
     size_t n_users;
     struct cfg_listener *listeners;
     size_t n_listeners;
+    struct cfg_tunnel *tunnels;
+    size_t n_tunnels;
+    struct cfg_server *servers;
+    size_t n_servers;
 };
 
 /* The collected error messages of one load, sorted by position.  The
@@ -110,6 +173,9 @@ void cfg_free(struct td_config *cfg);
 void cfg_errors_free(struct cfg_errors *errs);
 
 const char *cfg_listener_type_name(enum cfg_listener_type t);
+const char *cfg_protocol_name(enum cfg_protocol p);
+/* NULL when no tunnel has this name. */
+const struct cfg_tunnel *cfg_find_tunnel(const struct td_config *cfg, const char *name);
 /* "none" or "users". */
 const char *cfg_auth_name(enum cfg_auth a);
 const struct cfg_user *cfg_find_user(const struct td_config *cfg, const char *name);

@@ -5,6 +5,7 @@
 #include "addr.h"
 #include "crypto.h"
 #include "error.h"
+#include "dial.h"
 #include "log.h"
 #include "netutil.h"
 
@@ -15,21 +16,13 @@
 
 static const char *const conn_state_names[] = {
     [CONN_HANDSHAKE] = "HANDSHAKE",
-    [CONN_RESOLVING] = "RESOLVING",
-    [CONN_CONNECTING] = "CONNECTING",
-    [CONN_RELAY] = "RELAY",
-    [CONN_UDP] = "UDP",
-    [CONN_CLOSING] = "CLOSING",
-};
 
-struct td_resolve {
-    uv_getaddrinfo_t req;
-    struct conn *c; /* NULL once the conn gave up on it */
+    [CONN_CONNECTING] = "CONNECTING", [CONN_RELAY] = "RELAY", [CONN_UDP] = "UDP",
+    [CONN_CLOSING] = "CLOSING",
 };
 
 static void on_relay_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 static void on_timer(uv_timer_t *t);
-static void conn_connect_next(struct conn *c);
 
 const char *conn_state_name(enum conn_state st)
 {
@@ -131,14 +124,9 @@ void conn_close(struct conn *c, const char *reason)
     conn_set_state(c, CONN_CLOSING);
     conn_log_summary(c);
 
-    if (c->rr) {
-        uv_cancel((uv_req_t *)&c->rr->req);
-        c->rr->c = NULL; /* the resolver callback frees it */
-        c->rr = NULL;
-    }
-    if (c->ai_head) {
-        uv_freeaddrinfo(c->ai_head);
-        c->ai_head = c->ai_next = NULL;
+    if (c->dial) {
+        td_dial_cancel(c->dial);
+        c->dial = NULL;
     }
     if (c->udp)
         udp_assoc_close(c);
@@ -181,11 +169,6 @@ static void on_timer(uv_timer_t *t)
     switch (c->state) {
     case CONN_HANDSHAKE:
         conn_close(c, END_HANDSHAKE_TIMEOUT);
-        return;
-    case CONN_RESOLVING:
-        LOG_DEBUG("conn", "#%llu name resolution of %s timed out", (unsigned long long)c->id,
-                  c->target_str);
-        c->fe->on_connect_failed(c, TD_EDNS);
         return;
     case CONN_CONNECTING:
         c->fe->on_connect_failed(c, TD_ETIMEDOUT);
@@ -580,7 +563,7 @@ void conn_target_connected(struct conn *c)
 
 void conn_target_failed(struct conn *c, int err, const char *detail)
 {
-    if (c->state != CONN_CONNECTING && c->state != CONN_RESOLVING)
+    if (c->state != CONN_CONNECTING)
         return;
     if (detail)
         td_log_safe(c->fail_detail, sizeof(c->fail_detail), detail, strlen(detail));
@@ -688,171 +671,52 @@ void conn_hs_stop(struct conn *c)
 
 /* ---- connecting -------------------------------------------------------- */
 
-static void conn_fail_connect(struct conn *c, int err)
+static void on_conn_dialed(void *arg, int status, uv_tcp_t *tcp, uint64_t elapsed_ms)
 {
-    if (c->ai_head) {
-        uv_freeaddrinfo(c->ai_head);
-        c->ai_head = c->ai_next = NULL;
-    }
-    c->fe->on_connect_failed(c, err);
-}
-
-static void on_connect(uv_connect_t *req, int status)
-{
-    struct conn *c = req->data;
-    if (c->state != CONN_CONNECTING)
-        return; /* closing, or a timeout already answered */
-    if (status == 0) {
-        uv_timer_stop(&c->timer);
-        if (c->ai_head) {
-            uv_freeaddrinfo(c->ai_head);
-            c->ai_head = c->ai_next = NULL;
-        }
-        uv_tcp_nodelay(c->side[SIDE_TARGET].tcp, 1);
-        uv_tcp_keepalive(c->side[SIDE_TARGET].tcp, 1, 60);
-        c->fe->on_connected(c);
+    struct conn *c = arg;
+    (void)elapsed_ms;
+    c->dial = NULL;
+    if (c->state != CONN_CONNECTING) {
+        if (tcp)
+            td_tcp_close_free(c->d, tcp);
         return;
     }
-    c->last_connect_err = td_err_from_uv(status);
-    LOG_DEBUG("conn", "#%llu connect to %s: %s", (unsigned long long)c->id, c->target_str,
-              uv_strerror(status));
-    conn_close_handle(c, (uv_handle_t *)c->side[SIDE_TARGET].tcp);
-    c->side[SIDE_TARGET].tcp = NULL;
-    conn_connect_next(c);
-}
-
-static void conn_connect_next(struct conn *c)
-{
-    while (c->ai_next) {
-        struct addrinfo *ai = c->ai_next;
-        uv_tcp_t *t;
-        int r;
-        c->ai_next = ai->ai_next;
-        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
-            continue;
-        t = malloc(sizeof(*t));
-        if (!t) {
-            conn_fail_connect(c, TD_ENOMEM);
-            return;
-        }
-        uv_tcp_init(c->d->loop, t);
-        t->data = c;
-        c->handles++;
-        c->side[SIDE_TARGET].tcp = t;
-        c->creq.data = c;
-        r = uv_tcp_connect(&c->creq, t, ai->ai_addr, on_connect);
-        conn_count_fd(c, (uv_handle_t *)t);
-        if (r == 0)
-            return;
-        c->last_connect_err = td_err_from_uv(r);
-        conn_close_handle(c, (uv_handle_t *)t);
-        c->side[SIDE_TARGET].tcp = NULL;
-        if (r == UV_EMFILE || r == UV_ENFILE) {
-            daemon_note_emfile(c->d, "connect");
-            break;
-        }
-    }
-    conn_fail_connect(c, c->last_connect_err ? c->last_connect_err : TD_EHOSTUNREACH);
-}
-
-bool conn_addr_allowed(const struct conn *c, const struct sockaddr *sa)
-{
-    const struct cfg_listener *l = c->l->cfg;
-    if (l->n_allow == 0 && l->n_deny == 0)
-        return true;
-    if (sa->sa_family == AF_INET)
-        return cfg_listener_allows(l, 4,
-                                   (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr);
-    if (sa->sa_family == AF_INET6)
-        return cfg_listener_allows(l, 6,
-                                   (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr);
-    return false;
-}
-
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-    struct td_resolve *rr = td_container_of(req, struct td_resolve, req);
-    struct conn *c = rr->c;
-    free(rr);
-    if (!c) {
-        if (res)
-            uv_freeaddrinfo(res);
+    if (status != 0) {
+        if (status == TD_EACCES)
+            LOG_INFO("conn", "#%llu %s: target %s refused by listener rules",
+                     (unsigned long long)c->id, c->client_str, c->target_str);
+        else
+            LOG_DEBUG("conn", "#%llu connect to %s: %s", (unsigned long long)c->id, c->target_str,
+                      td_strerror(status));
+        c->fe->on_connect_failed(c, status);
         return;
     }
-    c->rr = NULL;
-    if (status < 0 || !res) {
-        LOG_DEBUG("conn", "#%llu resolve %s: %s", (unsigned long long)c->id, c->target_str,
-                  uv_strerror(status));
-        if (res)
-            uv_freeaddrinfo(res);
-        c->fe->on_connect_failed(c, status == UV_EAI_MEMORY ? TD_ENOMEM : TD_EDNS);
-        return;
-    }
-    /* The listener's allow/deny rules see every address of the name: one
-     * refused address refuses the target, so a name that resolves to both a
-     * public and a private address cannot be used to get through. */
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        if (!conn_addr_allowed(c, ai->ai_addr)) {
-            char a[80];
-            LOG_INFO("conn", "#%llu %s: target %s (%s) refused by listener rules",
-                     (unsigned long long)c->id, c->client_str, c->target_str,
-                     td_sockaddr_str(ai->ai_addr, a, sizeof(a)));
-            uv_freeaddrinfo(res);
-            c->fe->on_connect_failed(c, TD_EACCES);
-            return;
-        }
-    }
-    c->ai_head = c->ai_next = res;
-    conn_set_state(c, CONN_CONNECTING);
-    conn_arm_timer(c, c->d->cfg->limits.connect_timeout_ms);
-    conn_connect_next(c);
+    tcp->data = c;
+    c->side[SIDE_TARGET].tcp = tcp;
+    c->handles++;
+    uv_timer_stop(&c->timer);
+    c->fe->on_connected(c);
 }
 
 void conn_connect(struct conn *c, const char *host, uint16_t port)
 {
-    struct addrinfo hints;
-    struct td_resolve *rr;
-    char portstr[8];
-    int r;
+    struct td_dial_opts opts;
+    char raw[300];
 
     snprintf(c->target_host, sizeof(c->target_host), "%s", host);
     c->target_port = port;
-    {
-        /* The host may come from the network: keep it printable in logs. */
-        char raw[300];
-        td_hostport_format(raw, sizeof(raw), host, port);
-        td_log_safe(c->target_str, sizeof(c->target_str), raw, strlen(raw));
-    }
-    snprintf(portstr, sizeof(portstr), "%u", port);
+    /* The host may come from the network: keep it printable in logs. */
+    td_hostport_format(raw, sizeof(raw), host, port);
+    td_log_safe(c->target_str, sizeof(c->target_str), raw, strlen(raw));
 
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_protocol = IPPROTO_TCP;
-    /* Literal addresses never touch the resolver's thread pool. */
-    {
-        uint8_t ip[16];
-        if (td_ipv4_parse(host, strlen(host), ip) == 0 ||
-            td_ipv6_parse(host, strlen(host), ip) == 0)
-            hints.ai_flags = AI_NUMERICHOST;
-        else
-            hints.ai_flags = AI_ADDRCONFIG;
-    }
-    rr = malloc(sizeof(*rr));
-    if (!rr) {
+    conn_set_state(c, CONN_CONNECTING);
+    uv_timer_stop(&c->timer); /* the dial has its own DNS and connect deadlines */
+    opts.dns_timeout_ms = c->d->cfg->limits.dns_timeout_ms;
+    opts.connect_timeout_ms = c->d->cfg->limits.connect_timeout_ms;
+    opts.acl = c->l->cfg;
+    c->dial = td_dial_start(c->d, host, port, &opts, on_conn_dialed, c);
+    if (!c->dial)
         c->fe->on_connect_failed(c, TD_ENOMEM);
-        return;
-    }
-    rr->c = c;
-    c->rr = rr;
-    conn_set_state(c, CONN_RESOLVING);
-    conn_arm_timer(c, c->d->cfg->limits.dns_timeout_ms);
-    r = uv_getaddrinfo(c->d->loop, &rr->req, on_resolved, host, portstr, &hints);
-    if (r < 0) {
-        c->rr = NULL;
-        free(rr);
-        c->fe->on_connect_failed(c, td_err_from_uv(r));
-    }
 }
 
 /* ---- relay -------------------------------------------------------------- */

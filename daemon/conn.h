@@ -18,7 +18,6 @@
 
 enum conn_state {
     CONN_HANDSHAKE = 0,
-    CONN_RESOLVING,
     CONN_CONNECTING,
     CONN_RELAY,
     CONN_UDP,
@@ -49,7 +48,7 @@ enum conn_side_idx { SIDE_CLIENT = 0, SIDE_TARGET = 1 };
 
 struct conn;
 struct udp_assoc;
-struct td_resolve;
+struct td_dial;
 
 /* A front-end: how the client's first bytes become a target, and what the
  * client is told when the target is (or is not) reached. */
@@ -130,10 +129,7 @@ struct conn {
     /* Target */
     char target_host[256];
     uint16_t target_port;
-    struct td_resolve *rr;
-    struct addrinfo *ai_head, *ai_next;
-    uv_connect_t creq;
-    int last_connect_err;
+    struct td_dial *dial; /* direct route: the connect in progress */
 
     /* HTTP absolute-URI mode: one request per connection. */
     bool http_abs;
@@ -197,10 +193,6 @@ void conn_target_data(struct conn *c, const uint8_t *p, size_t len);
 void conn_target_eof(struct conn *c);
 void conn_target_reset(struct conn *c, int err);
 void conn_target_drained(struct conn *c);
-
-/* Do the listener's allow/deny rules let this address through? */
-struct sockaddr;
-bool conn_addr_allowed(const struct conn *c, const struct sockaddr *sa);
 
 /* Map an error to a connection end reason. */
 const char *conn_end_reason(int err);

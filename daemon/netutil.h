@@ -2,6 +2,7 @@
 #ifndef TD_NETUTIL_H_
 #define TD_NETUTIL_H_
 
+#include "config.h"
 #include "socks5.h"
 
 #include <stddef.h>
@@ -16,5 +17,8 @@ int socks5_addr_host(const struct socks5_addr *a, char *out, size_t cap);
 /* "ip:port" / "[ip]:port" of a socket address. */
 const char *td_sockaddr_str(const struct sockaddr *sa, char *out, size_t cap);
 uint8_t socks5_rep_for_error(int err);
+/* Do the listener's allow/deny rules let this address through?  A NULL
+ * listener allows everything. */
+bool td_sockaddr_allowed(const struct cfg_listener *l, const struct sockaddr *sa);
 
 #endif

@@ -114,7 +114,7 @@ static void ua_send_to_target(struct udp_assoc *ua, const struct sockaddr *to, c
     uv_udp_t *u;
     uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
     int r;
-    if (!conn_addr_allowed(ua->c, to)) {
+    if (!td_sockaddr_allowed(ua->c->l->cfg, to)) {
         ua->dropped++;
         return;
     }

@@ -1,0 +1,120 @@
+/* A logged-in jProxy tunnel socket, shared by the client (jp_client.c) and
+ * the server (jp_server.c): the frame decoder on the receive side, and on the
+ * send side a fair scheduler over the streams that have data.
+ *
+ * Sending.  Each stream owns a bounded queue of payload bytes
+ * (JP_LINK_STREAM_CAP).  The link turns queued bytes into TCP Packets of at
+ * most JP_PACKET_DATA_SEND bytes, taking one Packet from each stream in turn
+ * (round robin), and keeps at most JP_LINK_WIRE_CAP bytes of encrypted frames
+ * in the socket's write queue, so one busy stream can neither starve the
+ * others nor make the tunnel hold unbounded memory.  Control messages
+ * (Connect, Connect reply, UDP) go out before any queued data; a stream's
+ * Disconnect goes out after that stream's queued data.
+ *
+ * Flow control (tunneld extension, only when both peers are tunneld, see
+ * docs/protocols/jproxy.md): every stream starts with a send window of
+ * JP_LINK_WINDOW bytes.  A receiver grants more with a TCP Window message
+ * once it has written the bytes out to its local socket, so a stream whose
+ * local reader stalls stops only itself.  With a Java peer there is no
+ * window: a receiver whose local socket is slower than the tunnel buffers up
+ * to JP_LINK_RECV_CAP bytes for the stream and then resets that stream.
+ *
+ * Lifetime: the link owns the uv_tcp_t handed to jp_link_start(); after
+ * on_close the handle is being closed and the link must not be used except
+ * for jp_link_free() once on_closed has run. */
+#ifndef TD_JP_LINK_H_
+#define TD_JP_LINK_H_
+
+#include "daemon.h"
+#include "jproxy.h"
+#include "queue.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define JP_LINK_STREAM_CAP (64 * 1024)  /* queued payload per stream */
+#define JP_LINK_WIRE_CAP   (256 * 1024) /* encrypted bytes in the socket queue */
+#define JP_LINK_WINDOW     (256 * 1024) /* initial per-stream window (extension) */
+#define JP_LINK_RECV_CAP   (1024 * 1024) /* per-stream buffering without a window */
+
+/* Our extension kind: TCP Window, 23 | id u16 | increment u32, both
+ * directions, only after a 0x74 hello. */
+#define JP_KIND_TCP_WINDOW 0x23
+
+struct jp_link;
+
+/* Embedded in the owner's per-stream struct. */
+struct jp_link_stream {
+    uint16_t id;
+    struct td_queue ring; /* in the link's ring while it has something to send */
+    bool in_ring;
+    uint8_t *buf;         /* queued payload, allocated only while non-empty */
+    size_t len;
+    bool finish;          /* send Disconnect once buf is empty */
+    bool finished;        /* Disconnect sent */
+    int64_t send_window;  /* bytes we may still send (extension), else unlimited */
+    uint64_t recv_unacked; /* bytes received and written locally but not yet granted */
+};
+
+struct jp_link_cbs {
+    /* Every message except Packets for which the owner is told via on_msg
+     * too; TCP Window messages are handled inside the link. */
+    void (*on_msg)(struct jp_link *l, const struct jp_msg *m);
+    /* The stream's queue fell to half of JP_LINK_STREAM_CAP (or its window
+     * opened): the owner may resume reading its local socket. */
+    void (*on_drain)(struct jp_link *l, struct jp_link_stream *s);
+    /* The link died (peer closed, read error, bad frame).  err is TD_EEOF
+     * for a clean close.  Called once; the socket is closing. */
+    void (*on_close)(struct jp_link *l, int err);
+    /* The socket handle has been closed: now jp_link_free() is allowed. */
+    void (*on_closed)(struct jp_link *l);
+};
+
+struct jp_link {
+    struct td_daemon *d;
+    uv_tcp_t *tcp;
+    const struct jp_link_cbs *cbs;
+    void *ud;
+    enum jp_dir peer_dir; /* JP_DIR_S2C on the client, JP_DIR_C2S on the server */
+    bool extensions;      /* both peers are tunneld: windows and UDP allowed */
+    struct jp_frame_ctx frames;
+    struct td_queue ring; /* streams with data or a pending Disconnect */
+    uint8_t *ctrl;        /* encoded control frames waiting for the socket */
+    size_t ctrl_len, ctrl_cap;
+    uint64_t wire_pending; /* encrypted bytes in the socket's write queue */
+    bool reading, read_paused, closing;
+    uint64_t last_rx_ms;  /* uv_now() of the last byte received */
+};
+
+/* Take over a connected, logged-in socket.  pre/pre_len: bytes already read
+ * after the login (the start of the first frames), processed at once. */
+int jp_link_start(struct jp_link *l, struct td_daemon *d, uv_tcp_t *tcp, const uint8_t key[16],
+                  enum jp_dir peer_dir, bool extensions, const struct jp_link_cbs *cbs, void *ud,
+                  const uint8_t *pre, size_t pre_len);
+
+/* Queue a control message (anything but a Packet).  Returns 0 or TD_E*. */
+int jp_link_send_msg(struct jp_link *l, const struct jp_msg *m);
+
+void jp_link_stream_init(struct jp_link_stream *s, uint16_t id);
+/* Copy len bytes into the stream's queue; returns the number taken, which is
+ * less than len when the queue is full (JP_LINK_STREAM_CAP): the owner then
+ * stops reading its local socket until on_drain. */
+size_t jp_link_stream_write(struct jp_link *l, struct jp_link_stream *s, const uint8_t *p,
+                            size_t len);
+size_t jp_link_stream_queued(const struct jp_link_stream *s);
+/* Send Disconnect after the queued data. */
+void jp_link_stream_finish(struct jp_link *l, struct jp_link_stream *s);
+/* The owner wrote n received bytes of this stream to its local socket (and
+ * they left our buffers): grants window to the peer when extensions are on. */
+void jp_link_stream_consumed(struct jp_link *l, struct jp_link_stream *s, size_t n);
+/* Forget the stream (it is being freed): drop its queue, leave the ring. */
+void jp_link_stream_detach(struct jp_link *l, struct jp_link_stream *s);
+
+/* Stop/resume reading the tunnel socket (used only as the last resort). */
+void jp_link_read_pause(struct jp_link *l, bool pause);
+/* Close the socket; on_close (if not yet called) and on_closed follow. */
+void jp_link_close(struct jp_link *l, int err);
+void jp_link_free(struct jp_link *l);
+
+#endif
