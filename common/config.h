@@ -69,17 +69,17 @@ struct cfg_tunnel {
     enum cfg_protocol protocol;
 
     /* wstan */
-    char *url;                  /* as written: ws://host[:port]/path or wss://... */
-    bool tls;                   /* wss:// */
-    struct td_hostport server;  /* host and port from the URL (port 80/443 by default) */
-    char *path;                 /* URL path, always starting and ending with '/' */
-    char *key;                  /* raw base64 key or password (wstan) */
+    char *url;                 /* as written: ws://host[:port]/path or wss://... */
+    bool tls;                  /* wss:// */
+    struct td_hostport server; /* host and port from the URL (port 80/443 by default) */
+    char *path;                /* URL path, always starting and ending with '/' */
+    char *key;                 /* raw base64 key or password (wstan) */
     enum cfg_nonce_mode nonce_mode;
-    uint32_t pool_size;         /* default 16; 0 disables pooling */
-    uint64_t pool_max_idle_ms;  /* default 5m */
-    char *tls_ca;               /* NULL: the system store */
-    bool tls_verify;            /* default true */
-    char *tls_sni;              /* NULL: the URL host */
+    uint32_t pool_size;        /* default 16; 0 disables pooling */
+    uint64_t pool_max_idle_ms; /* default 5m */
+    char *tls_ca;              /* NULL: the system store */
+    bool tls_verify;           /* default true */
+    char *tls_sni;             /* NULL: the URL host */
     bool has_http_proxy;
     struct td_hostport http_proxy; /* optional HTTP CONNECT proxy on the way */
 
@@ -96,19 +96,19 @@ struct cfg_tunnel {
 struct cfg_server {
     char *name;
     enum cfg_protocol protocol;
-    struct td_hostport listen;   /* port 0 allowed */
+    struct td_hostport listen; /* port 0 allowed */
 
     /* wstan */
-    char *path;                  /* default "/" */
+    char *path; /* default "/" */
     enum cfg_nonce_mode nonce_mode;
-    char *tls_cert, *tls_key;    /* both or neither: native wss */
-    char **keys;                 /* anonymous keys; users' wstan_key are accepted too */
+    char *tls_cert, *tls_key; /* both or neither: native wss */
+    char **keys;              /* anonymous keys; users' wstan_key are accepted too */
     size_t n_keys;
     uint64_t timestamp_window_ms; /* default 60s */
 
     /* jproxy */
-    char *users_dir;             /* KSF <HEX>.dat files; NULL when not set */
-    uint32_t max_streams;        /* per tunnel, default 1024 (status 6 beyond) */
+    char *users_dir;      /* KSF <HEX>.dat files; NULL when not set */
+    uint32_t max_streams; /* per tunnel, default 1024 (status 6 beyond) */
 };
 
 struct cfg_limits {

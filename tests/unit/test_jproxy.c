@@ -52,19 +52,21 @@ static size_t unhex(const char *s, uint8_t *out, size_t cap)
     return n;
 }
 
-static uint8_t *read_vector(const char *name, size_t *len)
+/* Out-parameter rather than a return value: gcc 12's -Wdangling-pointer
+ * misreads the inlined address-of-local otherwise. */
+static void read_vector(const char *name, uint8_t **buf, size_t *len)
 {
     char path[1024];
-    uint8_t *buf = NULL;
+    *buf = NULL;
     snprintf(path, sizeof(path), "%s/jproxy/%s", TD_VECTORS_DIR, name);
-    assert_int_equal(td_fs_read_file(path, 65536, &buf, len), 0);
-    return buf;
+    assert_int_equal(td_fs_read_file(path, 65536, buf, len), 0);
 }
 
 static void load_test_key(struct td_pk *k)
 {
     size_t len;
-    uint8_t *pem = read_vector("test_key_2048.pem", &len);
+    uint8_t *pem;
+    read_vector("test_key_2048.pem", &pem, &len);
     td_pk_init(k);
     assert_int_equal(td_pk_parse_private(k, pem, len), 0);
     free(pem);
@@ -310,7 +312,8 @@ static void test_rsa_vector(void **state)
 static void test_pkcs8_der_matches_java(void **state)
 {
     size_t len, dlen = 0, n = 0, plen = 0;
-    uint8_t *pem = read_vector("test_key_2048.pem", &len);
+    uint8_t *pem;
+    read_vector("test_key_2048.pem", &pem, &len);
     char b64[4096];
     size_t bn = 0;
     uint8_t java_der[2048], der[4096];
