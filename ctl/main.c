@@ -18,6 +18,7 @@ static const struct {
 } cmds[] = {
     {"check-config", check_config_main, "Validate a configuration file and report every error"},
     {"help", help_main, "Show this help"},
+    {"jproxy-keygen", jproxy_keygen_main, "Make a jProxy user: key.dat + server user file"},
 };
 
 void ctl_usage(FILE *out)

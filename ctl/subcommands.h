@@ -18,5 +18,6 @@ void ctl_usage(FILE *out);
 
 int check_config_main(int argc, const char *argv[]);
 int help_main(int argc, const char *argv[]);
+int jproxy_keygen_main(int argc, const char *argv[]);
 
 #endif
