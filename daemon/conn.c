@@ -710,6 +710,19 @@ void conn_connect(struct conn *c, const char *host, uint16_t port)
     td_log_safe(c->target_str, sizeof(c->target_str), raw, strlen(raw));
 
     conn_set_state(c, CONN_CONNECTING);
+    if (strcmp(c->l->cfg->route, "direct") != 0) {
+        /* The tunnel's far end resolves names; the listener's rules can
+         * still refuse an address given literally. */
+        struct sockaddr_storage ss;
+        if ((uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) == 0 ||
+             uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) == 0) &&
+            !td_sockaddr_allowed(c->l->cfg, (struct sockaddr *)&ss)) {
+            c->fe->on_connect_failed(c, TD_EACCES);
+            return;
+        }
+        daemon_tunnel_open(c->d, c, host, port);
+        return;
+    }
     uv_timer_stop(&c->timer); /* the dial has its own DNS and connect deadlines */
     opts.dns_timeout_ms = c->d->cfg->limits.dns_timeout_ms;
     opts.connect_timeout_ms = c->d->cfg->limits.connect_timeout_ms;

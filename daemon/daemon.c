@@ -5,6 +5,8 @@
 #include "chunk.h"
 #include "conn.h"
 #include "error.h"
+#include "jp_client.h"
+#include "jp_server.h"
 #include "listener.h"
 #include "log.h"
 
@@ -39,11 +41,23 @@ void daemon_note_emfile(struct td_daemon *d, const char *what)
     uv_timer_start(&d->accept_timer, on_accept_timer, 1000, 0);
 }
 
+static uint32_t daemon_server_tunnels(const struct td_daemon *d)
+{
+    uint32_t n = 0;
+    for (size_t i = 0; i < d->n_servers; i++)
+        if (d->jp_servers[i])
+            n += jp_server_active(d->jp_servers[i]);
+    return n;
+}
+
 static void daemon_finish(struct td_daemon *d)
 {
     if (d->stopped)
         return;
     d->stopped = true;
+    for (size_t i = 0; i < d->n_tunnels; i++)
+        if (d->jp_clients[i])
+            jp_client_shutdown(d->jp_clients[i]);
     uv_timer_stop(&d->drain_timer);
     uv_timer_stop(&d->accept_timer);
     uv_close((uv_handle_t *)&d->drain_timer, NULL);
@@ -57,12 +71,42 @@ static void daemon_finish(struct td_daemon *d)
 void daemon_conn_gone(struct td_daemon *d)
 {
     if (d->draining) {
-        if (d->n_conns == 0)
+        if (d->n_conns == 0 && daemon_server_tunnels(d) == 0)
             daemon_finish(d);
         return;
     }
     for (size_t i = 0; i < d->n_listeners; i++)
         listener_try_accept(&d->listeners[i]);
+}
+
+void daemon_server_gone(struct td_daemon *d)
+{
+    if (d->draining && d->n_conns == 0 && daemon_server_tunnels(d) == 0)
+        daemon_finish(d);
+}
+
+struct jp_client *daemon_find_jp_client(struct td_daemon *d, const char *name)
+{
+    for (size_t i = 0; i < d->n_tunnels; i++)
+        if (strcmp(d->cfg->tunnels[i].name, name) == 0)
+            return d->jp_clients[i];
+    return NULL;
+}
+
+void daemon_tunnel_open(struct td_daemon *d, struct conn *c, const char *host, uint16_t port)
+{
+    const char *route = c->l->cfg->route;
+    for (size_t i = 0; i < d->n_tunnels; i++) {
+        if (strcmp(d->cfg->tunnels[i].name, route) != 0)
+            continue;
+        if (d->jp_clients[i]) {
+            jp_client_open(d->jp_clients[i], c, host, port);
+            return;
+        }
+        break;
+    }
+    /* The config loader guarantees the name; this is a backstop. */
+    conn_target_failed(c, TD_ENOTFOUND, "no such tunnel");
 }
 
 static void close_all_conns(struct td_daemon *d, const char *reason)
@@ -80,6 +124,9 @@ static void on_drain_timer(uv_timer_t *t)
     struct td_daemon *d = t->data;
     LOG_INFO("main", "drain deadline reached: closing %u connections", d->n_conns);
     close_all_conns(d, END_SHUTDOWN);
+    for (size_t i = 0; i < d->n_servers; i++)
+        if (d->jp_servers[i])
+            jp_server_close_all(d->jp_servers[i]);
 }
 
 void daemon_request(struct td_daemon *d, enum daemon_request req)
@@ -91,17 +138,24 @@ void daemon_request(struct td_daemon *d, enum daemon_request req)
         if (d->draining) {
             LOG_INFO("main", "second stop request: closing %u connections now", d->n_conns);
             close_all_conns(d, END_SHUTDOWN);
+            for (size_t i = 0; i < d->n_servers; i++)
+                if (d->jp_servers[i])
+                    jp_server_close_all(d->jp_servers[i]);
             return;
         }
         d->draining = true;
         for (size_t i = 0; i < d->n_listeners; i++)
             listener_close(&d->listeners[i]);
-        if (d->n_conns == 0) {
+        for (size_t i = 0; i < d->n_servers; i++)
+            if (d->jp_servers[i])
+                jp_server_stop_accepting(d->jp_servers[i]);
+        if (d->n_conns == 0 && daemon_server_tunnels(d) == 0) {
             LOG_INFO("main", "stopping: no open connections");
             daemon_finish(d);
             return;
         }
-        LOG_INFO("main", "stopping: draining %u connections for up to %llu ms", d->n_conns,
+        LOG_INFO("main", "stopping: draining %u connections and %u tunnels for up to %llu ms",
+                 d->n_conns, daemon_server_tunnels(d),
                  (unsigned long long)d->cfg->limits.drain_timeout_ms);
         uv_timer_start(&d->drain_timer, on_drain_timer, d->cfg->limits.drain_timeout_ms, 0);
         return;
@@ -182,6 +236,24 @@ int daemon_run(const struct daemon_opts *opts)
         if (listener_start(&d, &d.listeners[i], &d.cfg->listeners[i]) != 0)
             goto out;
     }
+    d.n_servers = d.cfg->n_servers;
+    d.jp_servers = calloc(d.n_servers ? d.n_servers : 1, sizeof(*d.jp_servers));
+    d.n_tunnels = d.cfg->n_tunnels;
+    d.jp_clients = calloc(d.n_tunnels ? d.n_tunnels : 1, sizeof(*d.jp_clients));
+    if (!d.jp_servers || !d.jp_clients) {
+        LOG_ERROR("main", "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < d.n_servers; i++) {
+        const struct cfg_server *s = &d.cfg->servers[i];
+        if (s->protocol == CFG_PROTO_JPROXY && jp_server_start(&d, s, &d.jp_servers[i]) != 0)
+            goto out;
+    }
+    for (size_t i = 0; i < d.n_tunnels; i++) {
+        const struct cfg_tunnel *t = &d.cfg->tunnels[i];
+        if (t->protocol == CFG_PROTO_JPROXY && jp_client_create(&d, t, &d.jp_clients[i]) != 0)
+            goto out;
+    }
     if (privdrop(d.cfg->user) != 0)
         goto out;
     if (opts->platform_start)
@@ -196,6 +268,14 @@ out:
         for (size_t i = 0; i < d.n_listeners; i++)
             if (d.listeners)
                 listener_close(&d.listeners[i]);
+        for (size_t i = 0; d.jp_servers && i < d.n_servers; i++)
+            if (d.jp_servers[i]) {
+                jp_server_stop_accepting(d.jp_servers[i]);
+                jp_server_close_all(d.jp_servers[i]);
+            }
+        for (size_t i = 0; d.jp_clients && i < d.n_tunnels; i++)
+            if (d.jp_clients[i])
+                jp_client_shutdown(d.jp_clients[i]);
         if (!d.stopped && opts->platform_stop && d.listeners)
             opts->platform_stop(&d);
     }
@@ -206,6 +286,12 @@ out:
     if (uv_loop_close(&loop) != 0)
         LOG_WARN("main", "event loop closed with handles still open");
     free(d.listeners);
+    for (size_t i = 0; d.jp_servers && i < d.n_servers; i++)
+        jp_server_free(d.jp_servers[i]);
+    for (size_t i = 0; d.jp_clients && i < d.n_tunnels; i++)
+        jp_client_free(d.jp_clients[i]);
+    free(d.jp_servers);
+    free(d.jp_clients);
     cfg_free(d.cfg);
     chunk_pool_drain();
     td_log_close();

@@ -12,6 +12,9 @@
 #include <uv.h>
 
 struct td_listener;
+struct jp_client;
+struct jp_server;
+struct conn;
 
 struct td_daemon;
 
@@ -36,6 +39,12 @@ struct td_daemon {
 
     struct td_listener *listeners;
     size_t n_listeners;
+
+    /* Tunnels (client side), in config order, and servers. */
+    struct jp_client **jp_clients; /* NULL for tunnels of another protocol */
+    size_t n_tunnels;
+    struct jp_server **jp_servers; /* NULL for servers of another protocol */
+    size_t n_servers;
 
     struct td_queue conns; /* every struct conn, for drain and shutdown */
     uint32_t n_conns;
@@ -67,6 +76,12 @@ void daemon_conn_gone(struct td_daemon *d);
 /* Something failed with EMFILE/ENFILE: pause accepting briefly, log once. */
 void daemon_note_emfile(struct td_daemon *d, const char *what);
 bool daemon_fds_available(const struct td_daemon *d, uint64_t n);
+/* Route c to host:port through the tunnel its listener names. */
+void daemon_tunnel_open(struct td_daemon *d, struct conn *c, const char *host, uint16_t port);
+/* The jProxy client behind a tunnel name, or NULL. */
+struct jp_client *daemon_find_jp_client(struct td_daemon *d, const char *name);
+/* A server-side tunnel ended (drain bookkeeping). */
+void daemon_server_gone(struct td_daemon *d);
 
 /* Platform hooks, in fdlimit_posix.c / fdlimit_win.c and privdrop_*.c. */
 uint64_t fdlimit_raise(void);

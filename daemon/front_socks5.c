@@ -159,7 +159,9 @@ static void s5_on_connected(struct conn *c)
 
     memset(&bnd, 0, sizeof(bnd));
     bnd.atyp = SOCKS5_ATYP_IPV4;
-    if (uv_tcp_getsockname(c->side[SIDE_TARGET].tcp, (struct sockaddr *)&ss, &len) == 0)
+    /* A tunnel route has no local socket: BND stays 0.0.0.0:0. */
+    if (c->side[SIDE_TARGET].tcp &&
+        uv_tcp_getsockname(c->side[SIDE_TARGET].tcp, (struct sockaddr *)&ss, &len) == 0)
         td_sockaddr_to_socks5((struct sockaddr *)&ss, &bnd);
     n = socks5_encode_reply(out, SOCKS5_REP_SUCCEEDED, &bnd);
     if (conn_write_copy(c, SIDE_CLIENT, out, n) < 0)

@@ -33,10 +33,11 @@
 #include <stdint.h>
 #include <uv.h>
 
-#define JP_LINK_STREAM_CAP (64 * 1024)  /* queued payload per stream */
-#define JP_LINK_WIRE_CAP   (256 * 1024) /* encrypted bytes in the socket queue */
-#define JP_LINK_WINDOW     (256 * 1024) /* initial per-stream window (extension) */
+#define JP_LINK_STREAM_CAP (64 * 1024)   /* queued payload per stream */
+#define JP_LINK_WIRE_CAP   (256 * 1024)  /* encrypted bytes in the socket queue */
+#define JP_LINK_WINDOW     (256 * 1024)  /* initial per-stream window (extension) */
 #define JP_LINK_RECV_CAP   (1024 * 1024) /* per-stream buffering without a window */
+#define JP_LINK_CTRL_CAP   (1024 * 1024) /* control frames waiting before reads pause */
 
 /* Our extension kind: TCP Window, 23 | id u16 | increment u32, both
  * directions, only after a 0x74 hello. */
@@ -44,16 +45,33 @@
 
 struct jp_link;
 
+/* A table from 16-bit ids to pointers: 256 pages of 256 slots, each page
+ * allocated while it holds an entry, so that a tunnel with a few streams
+ * costs about 2.5 KiB however the ids are spread. */
+#define JP_IDMAP_PAGES 256
+struct jp_idmap {
+    void **pages[JP_IDMAP_PAGES];
+    uint16_t used[JP_IDMAP_PAGES];
+};
+
+void *jp_idmap_get(const struct jp_idmap *m, uint16_t id);
+/* Returns 0 or TD_ENOMEM; p must not be NULL and replaces any entry. */
+int jp_idmap_set(struct jp_idmap *m, uint16_t id, void *p);
+void jp_idmap_del(struct jp_idmap *m, uint16_t id);
+void jp_idmap_free(struct jp_idmap *m);
+
 /* Embedded in the owner's per-stream struct. */
 struct jp_link_stream {
     uint16_t id;
     struct td_queue ring; /* in the link's ring while it has something to send */
     bool in_ring;
-    uint8_t *buf;         /* queued payload, allocated only while non-empty */
+    uint8_t *buf; /* queued payload, allocated only while non-empty */
     size_t len;
-    bool finish;          /* send Disconnect once buf is empty */
-    bool finished;        /* Disconnect sent */
-    int64_t send_window;  /* bytes we may still send (extension), else unlimited */
+    size_t off, cap;       /* the payload is buf[off .. off+len), buf holds cap bytes */
+    bool attached;         /* in the link's id table (extensions: for TCP Window) */
+    bool finish;           /* send Disconnect once buf is empty */
+    bool finished;         /* Disconnect sent */
+    int64_t send_window;   /* bytes we may still send (extension), else unlimited */
     uint64_t recv_unacked; /* bytes received and written locally but not yet granted */
 };
 
@@ -72,6 +90,14 @@ struct jp_link_cbs {
 };
 
 struct jp_link {
+    /* Set by the owner for log lines ("server X tunnel #3 peer=..."); kept
+     * across jp_link_start().  NULL: "jproxy tunnel". */
+    const char *name;
+    /* Optional, set by the owner like name (kept across jp_link_start()):
+     * the stream's Disconnect (jp_link_stream_finish) is in the socket's
+     * write queue and the link has forgotten the stream (as after
+     * jp_link_stream_detach), so the owner may free it here. */
+    void (*on_finished)(struct jp_link *l, struct jp_link_stream *s);
     struct td_daemon *d;
     uv_tcp_t *tcp;
     const struct jp_link_cbs *cbs;
@@ -84,22 +110,38 @@ struct jp_link {
     size_t ctrl_len, ctrl_cap;
     uint64_t wire_pending; /* encrypted bytes in the socket's write queue */
     bool reading, read_paused, closing;
-    uint64_t last_rx_ms;  /* uv_now() of the last byte received */
+    uint64_t last_rx_ms;     /* uv_now() of the last byte received */
+    bool ctrl_paused;        /* reading stopped: too many control frames waiting */
+    bool flushing;           /* inside the scheduler (callbacks must not re-enter it) */
+    bool starting;           /* inside jp_link_start() */
+    bool close_notified;     /* on_close has run */
+    int close_err;           /* for an on_close deferred to the close callback */
+    struct jp_idmap streams; /* attached streams by id (extensions) */
 };
 
 /* Take over a connected, logged-in socket.  pre/pre_len: bytes already read
- * after the login (the start of the first frames), processed at once. */
+ * after the login (the start of the first frames), processed at once: on_msg
+ * may run before this returns (it must not close the link then), and a bad
+ * frame among them makes it fail.  On failure nothing was written, the
+ * socket is not touched and still belongs to the caller. */
 int jp_link_start(struct jp_link *l, struct td_daemon *d, uv_tcp_t *tcp, const uint8_t key[16],
                   enum jp_dir peer_dir, bool extensions, const struct jp_link_cbs *cbs, void *ud,
                   const uint8_t *pre, size_t pre_len);
 
-/* Queue a control message (anything but a Packet).  Returns 0 or TD_E*. */
+/* Queue a control message (anything but a TCP Packet).  Returns 0 or TD_E*:
+ * TD_ECANCELED when the link is closing, TD_ELIMIT for a UDP Packet while
+ * the socket's queue is full (drop the datagram).  Reading the tunnel pauses
+ * while more than JP_LINK_CTRL_CAP bytes of control frames wait. */
 int jp_link_send_msg(struct jp_link *l, const struct jp_msg *m);
 
 void jp_link_stream_init(struct jp_link_stream *s, uint16_t id);
 /* Copy len bytes into the stream's queue; returns the number taken, which is
  * less than len when the queue is full (JP_LINK_STREAM_CAP): the owner then
- * stops reading its local socket until on_drain. */
+ * stops reading its local socket until on_drain.  After finish, or while the
+ * link is closing, the bytes are dropped and len is returned.  on_drain and
+ * on_finished can run inside (for any stream).  A socket error met while
+ * sending never calls on_close inside an owner's call: the link then closes
+ * the socket and on_close runs from its close callback. */
 size_t jp_link_stream_write(struct jp_link *l, struct jp_link_stream *s, const uint8_t *p,
                             size_t len);
 size_t jp_link_stream_queued(const struct jp_link_stream *s);

@@ -9,6 +9,7 @@
 #include "addr.h"
 #include "conn.h"
 #include "error.h"
+#include "jp_client.h"
 #include "log.h"
 #include "netutil.h"
 #include "socks5.h"
@@ -19,6 +20,17 @@
 #define UDP_MAX_RESOLVING 8
 
 struct udp_resolve;
+struct udp_assoc;
+
+#define UDP_MAX_FLOWS 16 /* tunnel flows (destinations) per association */
+
+/* One destination reached through a tunnel. */
+struct ua_flow {
+    struct udp_assoc *ua;
+    struct jp_udp_flow *f;
+    struct socks5_addr dst; /* as the client named it; replies carry it */
+    uint64_t last_used;
+};
 
 struct udp_assoc {
     struct conn *c;
@@ -34,6 +46,8 @@ struct udp_assoc {
     struct sockaddr_storage cache_addr;
     bool cache_valid;
     uint64_t dropped;
+    struct jp_client *tunnel; /* the route, when it is a tunnel */
+    struct ua_flow flows[UDP_MAX_FLOWS];
 };
 
 struct udp_resolve {
@@ -209,6 +223,78 @@ static void ua_resolve_and_send(struct udp_assoc *ua, const struct socks5_addr *
     ua->resolving[slot] = rr;
 }
 
+static bool ua_addr_eq(const struct socks5_addr *a, const struct socks5_addr *b)
+{
+    if (a->atyp != b->atyp || a->port != b->port)
+        return false;
+    if (a->atyp == SOCKS5_ATYP_DOMAIN)
+        return strcmp(a->host, b->host) == 0;
+    return memcmp(a->ip, b->ip, a->atyp == SOCKS5_ATYP_IPV4 ? 4 : 16) == 0;
+}
+
+static void ua_flow_recv(void *arg, const uint8_t *p, size_t len)
+{
+    struct ua_flow *fl = arg;
+    struct udp_assoc *ua = fl->ua;
+    uint8_t hdrbuf[SOCKS5_MAX_MSG];
+    uv_buf_t bufs[2];
+
+    if (!ua->client_known)
+        return;
+    bufs[0] = uv_buf_init((char *)hdrbuf, (unsigned)socks5_encode_udp_header(hdrbuf, &fl->dst));
+    bufs[1] = uv_buf_init((char *)p, (unsigned)len);
+    if (uv_udp_try_send(ua->relay, bufs, 2, (struct sockaddr *)&ua->client) < 0)
+        ua->dropped++;
+    else
+        ua->c->bytes_down += len;
+    fl->last_used = uv_now(ua->c->d->loop);
+    conn_touch(ua->c);
+}
+
+static void ua_flow_drop(struct ua_flow *fl)
+{
+    if (fl->f)
+        jp_client_udp_close(fl->f);
+    fl->f = NULL;
+}
+
+static void ua_flow_closed(void *arg)
+{
+    ua_flow_drop(arg);
+}
+
+static void ua_send_via_tunnel(struct udp_assoc *ua, const struct socks5_addr *dst,
+                               const uint8_t *p, size_t len)
+{
+    struct ua_flow *fl = NULL, *lru = &ua->flows[0];
+    char host[256];
+
+    for (int i = 0; i < UDP_MAX_FLOWS; i++) {
+        struct ua_flow *x = &ua->flows[i];
+        if (x->f && ua_addr_eq(&x->dst, dst)) {
+            fl = x;
+            break;
+        }
+        if (!x->f || (lru->f && x->last_used < lru->last_used))
+            lru = x;
+    }
+    if (!fl) {
+        fl = lru;
+        ua_flow_drop(fl); /* the least recently used destination makes room */
+        fl->ua = ua;
+        fl->dst = *dst;
+        socks5_addr_host(dst, host, sizeof(host));
+        fl->f = jp_client_udp_open(ua->tunnel, host, dst->port, ua_flow_recv, ua_flow_closed, fl);
+        if (!fl->f) {
+            ua->dropped++;
+            return;
+        }
+    }
+    fl->last_used = uv_now(ua->c->d->loop);
+    jp_client_udp_send(fl->f, p, len);
+    ua->c->bytes_up += len;
+}
+
 static void ua_on_client_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
                               const struct sockaddr *from, unsigned flags)
 {
@@ -235,7 +321,9 @@ static void ua_on_client_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
            from->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
     ua->client_known = true;
     conn_touch(c);
-    if (hdr.addr.atyp == SOCKS5_ATYP_DOMAIN) {
+    if (ua->tunnel) {
+        ua_send_via_tunnel(ua, &hdr.addr, (uint8_t *)buf->base + used, (size_t)nread - used);
+    } else if (hdr.addr.atyp == SOCKS5_ATYP_DOMAIN) {
         ua_resolve_and_send(ua, &hdr.addr, (uint8_t *)buf->base + used, (size_t)nread - used);
     } else {
         struct sockaddr_storage to;
@@ -311,6 +399,16 @@ int udp_assoc_start(struct conn *c, const struct socks5_request *req)
         goto fail;
     ua->c = c;
     c->udp = ua;
+    if (strcmp(c->l->cfg->route, "direct") != 0) {
+        ua->tunnel = daemon_find_jp_client(c->d, c->l->cfg->route);
+        if (!ua->tunnel || jp_client_udp_supported(ua->tunnel) == 0) {
+            LOG_INFO("udp", "#%llu %s: UDP ASSOCIATE is not available on route %s",
+                     (unsigned long long)c->id, c->client_str, c->l->cfg->route);
+            n = socks5_encode_reply(out, SOCKS5_REP_CMD_NOT_SUPPORTED, NULL);
+            conn_reply_and_close(c, out, n, END_UNSUPPORTED);
+            return TD_EUNSUPPORTED;
+        }
+    }
     len = sizeof(ua->peer);
     if (uv_tcp_getpeername(c->side[SIDE_CLIENT].tcp, (struct sockaddr *)&ua->peer, &len) != 0)
         goto fail;
@@ -369,6 +467,8 @@ void udp_assoc_close(struct conn *c)
     uv_os_fd_t fd;
     uv_handle_t *hs[3];
     c->udp = NULL;
+    for (int i = 0; i < UDP_MAX_FLOWS; i++)
+        ua_flow_drop(&ua->flows[i]);
     for (int i = 0; i < UDP_MAX_RESOLVING; i++)
         if (ua->resolving[i]) {
             uv_cancel((uv_req_t *)&ua->resolving[i]->req);

@@ -44,6 +44,7 @@ KiB = 1024
 
 LISTEN_RE = re.compile(r"listener (\S+) \((\w+)\) listening on (\S+):(\d+)$", re.M)
 READY_RE = re.compile(r"tunneld \S+ ready")
+SERVER_RE = re.compile(r"server (\S+) \((\w+)\) listening on (\S+):(\d+)$", re.M)
 LOG_LINE_RE = re.compile(
     r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (error|warn|info|debug|trace) +\[[\w.-]+\] ")
 CONN_RE = re.compile(
@@ -102,12 +103,38 @@ def _q(s):
     return json.dumps(str(s))  # a JSON string is a valid YAML double-quoted scalar
 
 
-def make_config(listeners, limits=None, users=None, log_level="info"):
+def _yaml_scalar(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    return _q(v)
+
+
+def _yaml_items(out, key, items):
+    """A list of flat dicts (values: str, int, bool or list of those)."""
+    out.append("%s:" % key)
+    for item in items:
+        first = True
+        for k, v in item.items():
+            if isinstance(v, (list, tuple)):
+                val = "[%s]" % ", ".join(_yaml_scalar(x) for x in v)
+            else:
+                val = _yaml_scalar(v)
+            out.append("%s%s: %s" % ("  - " if first else "    ", k, val))
+            first = False
+
+
+def make_config(listeners, limits=None, users=None, log_level="info", tunnels=None,
+                servers=None):
     """YAML text for the daemon.  listeners: list of dicts with keys name,
     type, and optionally listen (default 127.0.0.1:0), route (direct),
     auth (none), target, allow and deny (lists of CIDRs).  limits: dict of limits keys -> strings.  users:
-    list of (name, password).  "@TMPDIR@" is replaced by the Daemon's temp
-    directory."""
+    list of (name, password) tuples, or of dicts (name and any of password,
+    wstan_key, jproxy_user_file).  tunnels and servers: lists of flat dicts
+    written as they are (e.g. {"name": "jp", "protocol": "jproxy", "server":
+    "127.0.0.1:1234", "key_file": path}).  "@TMPDIR@" is replaced by the
+    Daemon's temp directory."""
     out = ["version: 1",
            "log:",
            "  level: %s" % log_level,
@@ -121,9 +148,22 @@ def make_config(listeners, limits=None, users=None, log_level="info"):
             out.append("  %s: %s" % (k, v))
     if users:
         out.append("users:")
-        for name, pw in users:
+        for u in users:
+            if isinstance(u, dict):
+                out.append("  - name: %s" % _q(u["name"]))
+                for k in ("password", "wstan_key", "jproxy_user_file"):
+                    if k in u:
+                        out.append("    %s: %s" % (k, _q(u[k])))
+                continue
+            name, pw = u
             out.append("  - name: %s" % _q(name))
             out.append("    password: %s" % _q(pw))
+    if tunnels:
+        _yaml_items(out, "tunnels", tunnels)
+    if servers:
+        _yaml_items(out, "servers", servers)
+    if not listeners:
+        return "\n".join(out) + "\n"
     out.append("listeners:")
     for li in listeners:
         out.append("  - name: %s" % li["name"])
@@ -161,6 +201,8 @@ class Daemon:
         self.out_path = os.path.join(self.tmpdir, "tunneld.stdout")
         self.ports = {}
         self.addrs = {}
+        self.server_ports = {}  # "servers:" entries, from "server NAME (PROTO) listening on"
+        self.server_addrs = {}
         self.returncode = None
         self._stopped = False
         self._checked = False
@@ -203,6 +245,9 @@ class Daemon:
                     name, typ, addr, port = m.group(1), m.group(2), m.group(3), int(m.group(4))
                     self.ports[name] = port
                     self.addrs[name] = addr.strip("[]")
+                for m in SERVER_RE.finditer(text):
+                    self.server_ports[m.group(1)] = int(m.group(4))
+                    self.server_addrs[m.group(1)] = m.group(3).strip("[]")
                 return
             if self.proc.poll() is not None:
                 raise DaemonError("tunneld exited with %r before ready; log:\n%s"
@@ -215,6 +260,11 @@ class Daemon:
         if name not in self.ports:
             raise DaemonError("no listener %r in log (have %r)" % (name, self.ports))
         return self.ports[name]
+
+    def server_port(self, name):
+        if name not in self.server_ports:
+            raise DaemonError("no server %r in log (have %r)" % (name, self.server_ports))
+        return self.server_ports[name]
 
     def log_text(self):
         try:
@@ -673,6 +723,28 @@ def curl_sha256(args, timeout=60.0):
         errf.seek(0)
         err = errf.read().decode("utf-8", "replace")
     return rc, h.hexdigest(), n, err
+
+
+# --------------------------------------------------------------------------
+# jProxy keys
+
+def jproxy_keygen(user, key_out, users_dir, force=False, timeout=60.0):
+    """Run `tunnelctl jproxy-keygen`; returns the token as 64 upper-case hex
+    digits.  The user file is users_dir/<token>.dat."""
+    if not TUNNELCTL_BIN or not os.path.exists(TUNNELCTL_BIN):
+        raise SystemExit("TUNNELCTL_BIN is not set or does not exist: %r" % TUNNELCTL_BIN)
+    argv = [TUNNELCTL_BIN, "jproxy-keygen", "--user", user, "--key-out", key_out,
+            "--users-dir", users_dir] + (["--force"] if force else [])
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=scaled(timeout))
+    out = p.stdout.decode("utf-8", "replace")
+    if p.returncode != 0:
+        raise AssertionError("jproxy-keygen failed (%d): %s%s" % (
+            p.returncode, out, p.stderr.decode("utf-8", "replace")))
+    m = re.search(r"^token:\s+([0-9A-F]{64})$", out, re.M)
+    if not m:
+        raise AssertionError("jproxy-keygen printed no token: %r" % out)
+    return m.group(1)
 
 
 # --------------------------------------------------------------------------
