@@ -56,6 +56,8 @@ struct jpc_stream {
     uint64_t held;    /* bytes delivered while paused, not yet granted */
     uint8_t *ovf;     /* what the link's queue did not take */
     size_t ovf_len;
+    struct td_queue connecting_node; /* cl->connecting while CONNECTING */
+    uint64_t sent_at;                /* uv_now() when the Connect was queued */
 };
 
 #define JPC_UDP_QUEUE 4 /* datagrams held while an Associate is pending */
@@ -101,8 +103,21 @@ struct jp_client {
     uint64_t tunnels_opened;
     struct jp_udp_flow **udp_by_id; /* association ids: their own space */
     uint32_t udp_next_id;
+    uint32_t n_udp; /* associations with an id */
     struct td_queue udp_waiting;
+    /* Health and idle checks while UP (the protocol has no keepalive):
+     * Connects in the order they were sent, the time of the last message
+     * from the server, and the last time the tunnel carried anything. */
+    uv_timer_t health;
+    struct td_queue connecting;
+    uint64_t last_rx;
+    uint64_t last_busy;
+    bool idle_closing;   /* closed for idleness: reopen on demand, no backoff */
+    uint64_t stalled_at; /* a Connect sent then gave up on, with no answer since */
 };
+
+/* How often the health and idle checks run. */
+#define JPC_HEALTH_TICK_MS 1000
 
 static void jpc_connect(struct jp_client *cl);
 static void jpc_tunnel_failed(struct jp_client *cl, const char *why);
@@ -139,7 +154,9 @@ static void jpc_stream_free(struct jpc_stream *s)
     struct jp_client *cl = s->cl;
     if (s->st == JPS_WAITING)
         td_queue_remove(&s->wait_node);
-    else if (cl->by_id[s->ls.id] == s)
+    if (s->st == JPS_CONNECTING)
+        td_queue_remove(&s->connecting_node);
+    if (s->st != JPS_WAITING && cl->by_id[s->ls.id] == s)
         cl->by_id[s->ls.id] = NULL;
     if (s->st != JPS_WAITING && cl->link_live)
         jp_link_stream_detach(&cl->link, &s->ls);
@@ -179,6 +196,8 @@ static void jpc_send_connect(struct jp_client *cl, struct jpc_stream *s)
     jp_link_stream_init(&s->ls, id);
     cl->by_id[id] = s;
     s->st = JPS_CONNECTING;
+    s->sent_at = uv_now(cl->d->loop);
+    td_queue_insert_tail(&cl->connecting, &s->connecting_node);
     memset(&m, 0, sizeof(m));
     m.type = JP_MSG_TCP_CONNECT;
     m.id = id;
@@ -255,6 +274,12 @@ static void jpc_op_close(struct conn *c)
     struct jp_client *cl = s->cl;
 
     c->tstream = NULL;
+    /* Its owner gave up waiting (connect timeout) while the server sent
+     * nothing at all: the health check decides whether the tunnel is dead. */
+    if (s->st == JPS_CONNECTING && cl->link_live && cl->last_rx <= s->sent_at &&
+        uv_now(cl->d->loop) - s->sent_at >= cl->d->cfg->limits.connect_timeout_ms / 2 &&
+        !cl->stalled_at)
+        cl->stalled_at = s->sent_at ? s->sent_at : 1;
     if ((s->st == JPS_OPEN || s->st == JPS_CONNECTING) && !s->remote_done && cl->link_live &&
         !s->ls.finished) {
         struct jp_msg m;
@@ -316,8 +341,10 @@ static void jpu_free(struct jp_udp_flow *f)
     struct jp_client *cl = f->cl;
     if (f->st == JPU_WAITING)
         td_queue_remove(&f->node);
-    else if (cl->udp_by_id[f->id] == f)
+    else if (cl->udp_by_id[f->id] == f) {
         cl->udp_by_id[f->id] = NULL;
+        cl->n_udp--;
+    }
     for (int i = 0; i < f->nq; i++)
         free(f->q[i]);
     free(f);
@@ -362,6 +389,7 @@ static int jpu_associate(struct jp_client *cl, struct jp_udp_flow *f, bool quiet
     f->id = (uint16_t)id;
     f->st = JPU_ASSOCIATING;
     cl->udp_by_id[id] = f;
+    cl->n_udp++;
     memset(&m, 0, sizeof(m));
     m.type = JP_MSG_UDP_ASSOCIATE;
     m.id = f->id;
@@ -433,8 +461,10 @@ void jp_client_udp_close(struct jp_udp_flow *f)
 static void jpu_ended(struct jp_udp_flow *f)
 {
     struct jp_client *cl = f->cl;
-    if (cl->udp_by_id[f->id] == f)
+    if (cl->udp_by_id[f->id] == f) {
         cl->udp_by_id[f->id] = NULL;
+        cl->n_udp--;
+    }
     f->id = 0;
     f->st = JPU_ASSOCIATING;
     if (f->closed_cb)
@@ -483,6 +513,8 @@ static void jpc_on_msg(struct jp_link *l, const struct jp_msg *m)
     struct jpc_stream *s;
     struct conn *c;
 
+    cl->last_rx = uv_now(cl->d->loop);
+    cl->stalled_at = 0;
     if (m->type == JP_MSG_UDP_ASSOCIATE_REPLY || m->type == JP_MSG_UDP_PACKET ||
         m->type == JP_MSG_UDP_DISSOCIATE) {
         jpu_on_msg(cl, m);
@@ -497,6 +529,7 @@ static void jpc_on_msg(struct jp_link *l, const struct jp_msg *m)
         if (s->st != JPS_CONNECTING)
             return;
         if (m->status == JP_CONNECT_OK) {
+            td_queue_remove(&s->connecting_node);
             s->st = JPS_OPEN;
             LOG_DEBUG("jproxy", "tunnel %s stream %u open in %u ms", cl->cfg->name, m->id,
                       m->time_ms);
@@ -603,8 +636,13 @@ static void jpc_on_link_close(struct jp_link *l, int err)
         jpu_end_all(cl);
         return;
     }
-    LOG_WARN("jproxy", "tunnel %s to %s:%u lost: %s", cl->cfg->name, cl->cfg->jp_server.host,
-             cl->cfg->jp_server.port, td_strerror(err));
+    uv_timer_stop(&cl->health);
+    if (cl->idle_closing)
+        LOG_INFO("jproxy", "tunnel %s closed after %llu ms idle; it reopens on demand",
+                 cl->cfg->name, (unsigned long long)cl->d->cfg->limits.idle_timeout_ms);
+    else
+        LOG_WARN("jproxy", "tunnel %s to %s:%u lost: %s", cl->cfg->name, cl->cfg->jp_server.host,
+                 cl->cfg->jp_server.port, td_strerror(err));
     jpc_set_state(cl, JPC_CLOSING);
     jpc_fail_streams(cl, "the tunnel was lost");
     jpu_end_all(cl);
@@ -619,7 +657,52 @@ static void jpc_on_link_closed(struct jp_link *l)
     jp_link_free(l);
     if (cl->state == JPC_STOPPED)
         return;
+    if (cl->idle_closing) {
+        cl->idle_closing = false;
+        jpc_set_state(cl, JPC_DOWN);
+        /* A request may have arrived while the link was closing. */
+        if (!td_queue_empty(&cl->waiting) || !td_queue_empty(&cl->udp_waiting))
+            jpc_connect(cl);
+        return;
+    }
     jpc_tunnel_failed(cl, NULL);
+}
+
+/* The protocol has no keepalive.  TCP keepalive (dial.c) finds a dead peer
+ * host in minutes; this finds a wedged server sooner: a Connect that got no
+ * answer, while nothing at all came from the server, within connect_timeout.
+ * It also closes a tunnel that carried nothing for idle_timeout. */
+static void on_health_timer(uv_timer_t *t)
+{
+    struct jp_client *cl = t->data;
+    const struct cfg_limits *lim = &cl->d->cfg->limits;
+    uint64_t now = uv_now(cl->d->loop);
+
+    if (cl->state != JPC_UP || !cl->link_live)
+        return;
+    {
+        uint64_t since = cl->stalled_at;
+        if (!td_queue_empty(&cl->connecting)) {
+            struct jpc_stream *s =
+                td_container_of(cl->connecting.next, struct jpc_stream, connecting_node);
+            if (now - s->sent_at >= lim->connect_timeout_ms && cl->last_rx <= s->sent_at &&
+                (!since || s->sent_at < since))
+                since = s->sent_at ? s->sent_at : 1;
+        }
+        if (since && cl->last_rx <= since) {
+            LOG_WARN("jproxy", "tunnel %s: no answer from the server for %llu ms; reconnecting",
+                     cl->cfg->name, (unsigned long long)(now - since));
+            cl->stalled_at = 0;
+            jp_link_close(&cl->link, TD_ETIMEDOUT);
+            return;
+        }
+    }
+    if (cl->n_streams > 0 || cl->n_udp > 0 || !td_queue_empty(&cl->waiting))
+        cl->last_busy = now;
+    else if (now - cl->last_busy >= lim->idle_timeout_ms) {
+        cl->idle_closing = true;
+        jp_link_close(&cl->link, TD_ECANCELED);
+    }
 }
 
 /* jProxy has no half-close: once our Disconnect is out the server drops the
@@ -706,6 +789,9 @@ static void jpc_up(struct jp_client *cl, const uint8_t *rest, size_t rest_len,
     }
     cl->link_live = true;
     cl->backoff_ms = 0;
+    cl->last_rx = cl->last_busy = uv_now(cl->d->loop);
+    cl->stalled_at = 0;
+    uv_timer_start(&cl->health, on_health_timer, JPC_HEALTH_TICK_MS, JPC_HEALTH_TICK_MS);
     cl->tunnels_opened++;
     uv_timer_stop(&cl->timer);
     jpc_set_state(cl, JPC_UP);
@@ -888,6 +974,9 @@ int jp_client_create(struct td_daemon *d, const struct cfg_tunnel *cfg, struct j
     }
     uv_timer_init(d->loop, &cl->timer);
     cl->timer.data = cl;
+    uv_timer_init(d->loop, &cl->health);
+    cl->health.data = cl;
+    td_queue_init(&cl->connecting);
     /* Up front, so that the first request does not wait for a handshake. */
     jpc_connect(cl);
     *out = cl;
@@ -901,6 +990,8 @@ void jp_client_shutdown(struct jp_client *cl)
     uv_timer_stop(&cl->timer);
     if (!uv_is_closing((uv_handle_t *)&cl->timer))
         uv_close((uv_handle_t *)&cl->timer, NULL);
+    if (!uv_is_closing((uv_handle_t *)&cl->health))
+        uv_close((uv_handle_t *)&cl->health, NULL);
     if (cl->dial) {
         td_dial_cancel(cl->dial);
         cl->dial = NULL;

@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import socket
 import stat
 import struct
@@ -629,6 +630,77 @@ class JproxyTest(unittest.TestCase):
                 self.assertEqual((frag, host, port), (0, "127.0.0.1", self.uecho.port))
                 self.assertEqual(body, payload)
             self.assertEqual(len(self.uecho.received) - before, 3)
+
+
+class JproxyHealthTest(unittest.TestCase):
+    """The protocol has no keepalive: the client closes an idle tunnel (and
+    reopens it on demand), and reconnects when the server stops answering."""
+
+    def setUp(self):
+        h.require_binaries()
+        self.tmp = tempfile.mkdtemp(prefix="tunneld-jph-")
+        self.key_file = os.path.join(self.tmp, "key.dat")
+        users_dir = os.path.join(self.tmp, "users")
+        h.jproxy_keygen("hal", self.key_file, users_dir)
+        self.origin = h.HttpOrigin()
+        self.srv = self.cli = None
+        self.srv = h.Daemon(h.make_config(
+            [], servers=[server_yaml("jp-h", "127.0.0.1:0", users_dir)]))
+
+    def tearDown(self):
+        errs = []
+        for d in (self.cli, self.srv):
+            if d is not None:
+                try:
+                    if d.pid:
+                        try:
+                            os.kill(d.pid, signal.SIGCONT)
+                        except OSError:
+                            pass
+                    d.stop()
+                except h.DaemonError as e:
+                    errs.append(str(e))
+        self.origin.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if errs:
+            raise h.DaemonError("\n\n".join(errs))
+
+    def start_client(self, **limits):
+        self.cli = h.Daemon(h.make_config(
+            [{"name": "socks", "type": "socks5", "route": "jp"}],
+            limits=limits,
+            tunnels=[tunnel_yaml("jp", self.srv.server_port("jp-h"), self.key_file,
+                                 reconnect_max="1s")]))
+        self.cli.wait_log(r"tunnel jp up to ", timeout=10)
+
+    def fetch(self, seed, timeout=20):
+        rc, sha, got, err = h.curl_sha256(
+            ["--socks5-hostname", "127.0.0.1:%d" % self.cli.port("socks"),
+             self.origin.url("/bytes?n=10000&seed=%s" % seed)], timeout=timeout)
+        return rc, (got, sha) == (10000, h.expected_sha256(10000, seed)), err
+
+    def test_idle_tunnel_closes_and_reopens_on_demand(self):
+        self.start_client(idle_timeout="2s")
+        self.cli.wait_log(r"tunnel jp closed after 2000 ms idle", timeout=8)
+        rc, ok, err = self.fetch("jp-idle")
+        self.assertEqual(rc, 0, err)
+        self.assertTrue(ok)
+        self.assertEqual(len(re.findall(r"tunnel jp up to ", self.cli.log_text())), 2)
+
+    def test_unresponsive_server_is_detected(self):
+        self.start_client(connect_timeout="1s")
+        os.kill(self.srv.pid, signal.SIGSTOP)
+        try:
+            rc, ok, _ = self.fetch("jp-stop", timeout=10)
+            self.assertNotEqual(rc, 0)
+            self.cli.wait_log(r"tunnel jp: no answer from the server for \d+ ms; reconnecting",
+                              timeout=5)
+        finally:
+            os.kill(self.srv.pid, signal.SIGCONT)
+        self.cli.wait_log(r"tunnel jp up to ", timeout=15, count=2)
+        rc, ok, err = self.fetch("jp-cont")
+        self.assertEqual(rc, 0, err)
+        self.assertTrue(ok)
 
 
 if __name__ == "__main__":
