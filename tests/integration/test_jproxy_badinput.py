@@ -446,6 +446,31 @@ class JproxyBadInputTest(unittest.TestCase):
             self.assertIsNone(raw.closed_within(0.3), "tunnel closed after an unknown kind")
         self.good_tunnel_works()
 
+    def test_largest_frames_accepted_and_lying_lengths_dropped(self):
+        """255 blocks is the most a frame can hold: it is accepted, as Java
+        does.  A Packet whose length field runs past its message is dropped,
+        and the tunnel carries on."""
+        with self.login() as raw:
+            raw.send(msg_connect_ipv4(9, "127.0.0.1", self.echo.port))
+            cid, status, _ = parse_reply(raw.recv())
+            self.assertEqual((cid, status), (9, STATUS_OK))
+            # A frame of 255 blocks: Packet header (5) + 4074 bytes of data.
+            big = os.urandom(4074)
+            f = frame(raw.key, msg_packet(9, big))
+            self.assertEqual(f[0], 255)
+            raw.sock.sendall(f)
+            # A Packet that claims 4000 bytes but carries 10: dropped.
+            raw.send(b"\x21\x00\x09" + struct.pack("!H", 4000) + b"x" * 10)
+            raw.send(msg_packet(9, b"after"))
+            got = bytearray()
+            while len(got) < len(big) + 5:
+                pid, d = parse_packet(raw.recv())
+                self.assertEqual(pid, 9)
+                got += d
+            self.assertEqual(bytes(got), big + b"after")
+            self.assertIsNone(raw.closed_within(0.3), "tunnel closed after a lying length")
+        self.good_tunnel_works()
+
     def test_connect_flood_beyond_max_streams(self):
         with self.login() as raw:
             ids = list(range(100, 120))
