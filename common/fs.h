@@ -4,6 +4,7 @@
 #ifndef TD_FS_H_
 #define TD_FS_H_
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,5 +20,18 @@ int td_fs_read_file(const char *path, size_t max, uint8_t **out, size_t *len);
  * temporary file is removed.  Returns 0, TD_EINVAL, TD_ENOTFOUND (no such
  * directory), TD_EACCES, TD_ENOMEM or TD_EIO. */
 int td_fs_write_file_private(const char *path, const uint8_t *data, size_t len);
+
+/* Does anything (file, directory, dangling symlink) exist at path?  Sets
+ * *exists; an error other than "no such file" is returned as TD_E*. */
+int td_fs_exists(const char *path, bool *exists);
+
+/* Make sure path is a directory, creating it (one level, owner-only: 0700 on
+ * POSIX) when it does not exist.  *created tells whether it was made here.
+ * TD_EEXIST when something other than a directory is in the way,
+ * TD_ENOTFOUND when the parent directory does not exist. */
+int td_fs_mkdir_private(const char *path, bool *created);
+
+/* Remove a file (for cleaning up after a failure). */
+int td_fs_remove(const char *path);
 
 #endif

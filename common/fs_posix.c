@@ -22,6 +22,10 @@ static int td__fs_err(int e)
     case EPERM:
     case EROFS:
         return TD_EACCES;
+    case EEXIST:
+        return TD_EEXIST;
+    case ENAMETOOLONG:
+        return TD_EINVAL;
     case ENOMEM:
         return TD_ENOMEM;
     case EFBIG:
@@ -180,4 +184,39 @@ fail:
     unlink(tmp);
     free(tmp);
     return rc;
+}
+
+int td_fs_exists(const char *path, bool *exists)
+{
+    struct stat st;
+
+    *exists = false;
+    if (lstat(path, &st) == 0) {
+        *exists = true;
+        return 0;
+    }
+    if (errno == ENOENT)
+        return 0;
+    return td__fs_err(errno);
+}
+
+int td_fs_mkdir_private(const char *path, bool *created)
+{
+    struct stat st;
+
+    *created = false;
+    if (mkdir(path, 0700) == 0) {
+        *created = true;
+        return 0;
+    }
+    if (errno != EEXIST)
+        return td__fs_err(errno);
+    if (stat(path, &st) != 0)
+        return td__fs_err(errno);
+    return S_ISDIR(st.st_mode) ? 0 : TD_EEXIST;
+}
+
+int td_fs_remove(const char *path)
+{
+    return unlink(path) == 0 ? 0 : td__fs_err(errno);
 }

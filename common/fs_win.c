@@ -50,9 +50,15 @@ static int td__fs_err_win(DWORD e)
     case ERROR_ACCESS_DENIED:
     case ERROR_SHARING_VIOLATION:
         return TD_EACCES;
+    case ERROR_ALREADY_EXISTS:
+    case ERROR_FILE_EXISTS:
+        return TD_EEXIST;
     case ERROR_NOT_ENOUGH_MEMORY:
     case ERROR_OUTOFMEMORY:
         return TD_ENOMEM;
+    case ERROR_INVALID_NAME:
+    case ERROR_FILENAME_EXCED_RANGE:
+        return TD_EINVAL;
     default:
         return TD_EIO;
     }
@@ -200,5 +206,68 @@ fail:
 out:
     free(wtmp);
     free(wpath);
+    return rc;
+}
+
+/* Windows has no mode bits: a new directory inherits its ACL from its parent. */
+int td_fs_exists(const char *path, bool *exists)
+{
+    wchar_t *w = td__fs_wide(path);
+    DWORD e;
+    int rc = 0;
+
+    *exists = false;
+    if (w == NULL)
+        return TD_EINVAL;
+    if (GetFileAttributesW(w) != INVALID_FILE_ATTRIBUTES) {
+        *exists = true;
+        goto out;
+    }
+    e = GetLastError();
+    if (e != ERROR_FILE_NOT_FOUND && e != ERROR_PATH_NOT_FOUND)
+        rc = td__fs_err_win(e);
+out:
+    free(w);
+    return rc;
+}
+
+int td_fs_mkdir_private(const char *path, bool *created)
+{
+    wchar_t *w = td__fs_wide(path);
+    DWORD e, attr;
+    int rc = 0;
+
+    *created = false;
+    if (w == NULL)
+        return TD_EINVAL;
+    if (CreateDirectoryW(w, NULL)) {
+        *created = true;
+        goto out;
+    }
+    e = GetLastError();
+    if (e != ERROR_ALREADY_EXISTS) {
+        rc = td__fs_err_win(e);
+        goto out;
+    }
+    attr = GetFileAttributesW(w);
+    if (attr == INVALID_FILE_ATTRIBUTES)
+        rc = td__fs_err_win(GetLastError());
+    else if (!(attr & FILE_ATTRIBUTE_DIRECTORY))
+        rc = TD_EEXIST;
+out:
+    free(w);
+    return rc;
+}
+
+int td_fs_remove(const char *path)
+{
+    wchar_t *w = td__fs_wide(path);
+    int rc = 0;
+
+    if (w == NULL)
+        return TD_EINVAL;
+    if (!DeleteFileW(w))
+        rc = td__fs_err_win(GetLastError());
+    free(w);
     return rc;
 }

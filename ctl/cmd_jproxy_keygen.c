@@ -8,8 +8,8 @@
  * so it never replaces another user's file. */
 #include "subcommands.h"
 
-#include "ctl_fs.h"
 #include "error.h"
+#include "fs.h"
 #include "jproxy_keys.h"
 
 #include <stdbool.h>
@@ -35,26 +35,6 @@ static void keygen_usage(FILE *out)
             "public key is enough to impersonate the server to this client.\n"
             "Exits 0 on success, 1 on failure, 2 on a usage error.\n",
             PROG_NAME);
-}
-
-/* Match "--name VALUE" or "--name=VALUE" at argv[*i]; advances *i past the
- * value.  Returns 1 on a match, 0 on none, -1 when the value is missing. */
-static int keygen_option(int argc, const char *argv[], int *i, const char *name, const char **val)
-{
-    size_t n = strlen(name);
-
-    if (strncmp(argv[*i], name, n) != 0)
-        return 0;
-    if (argv[*i][n] == '=') {
-        *val = argv[*i] + n + 1;
-        return 1;
-    }
-    if (argv[*i][n] != '\0')
-        return 0;
-    if (*i + 1 >= argc)
-        return -1;
-    *val = argv[++*i];
-    return 1;
 }
 
 /* memset that the compiler may not drop. */
@@ -97,7 +77,7 @@ int jproxy_keygen_main(int argc, const char *argv[])
         for (size_t k = 0; k < sizeof(names) / sizeof(names[0]) && r == 0; k++) {
             const char *v = NULL;
 
-            r = keygen_option(argc, argv, &i, names[k], &v);
+            r = ctl_option(argc, argv, &i, names[k], &v);
             if (r > 0) {
                 if (vals[k]) {
                     fprintf(stderr, "%s: jproxy-keygen: %s given twice\n", PROG_NAME, names[k]);
@@ -127,7 +107,7 @@ int jproxy_keygen_main(int argc, const char *argv[])
 
     /* From here on a problem is a failure (1), not a usage error. */
     ret = 1;
-    rc = ctl_fs_exists(vals[1], &exists);
+    rc = td_fs_exists(vals[1], &exists);
     if (rc != 0) {
         fprintf(stderr, "%s: jproxy-keygen: %s: %s\n", PROG_NAME, vals[1], td_strerror(rc));
         goto out;
@@ -137,7 +117,7 @@ int jproxy_keygen_main(int argc, const char *argv[])
                 PROG_NAME, vals[1]);
         goto out;
     }
-    rc = ctl_fs_mkdir_private(vals[2], &created);
+    rc = td_fs_mkdir_private(vals[2], &created);
     if (rc != 0) {
         fprintf(stderr, "%s: jproxy-keygen: users directory %s: %s\n", PROG_NAME, vals[2],
                 rc == TD_EEXIST      ? "exists and is not a directory"
@@ -173,7 +153,7 @@ int jproxy_keygen_main(int argc, const char *argv[])
     memcpy(user_path + dlen, fname, sizeof(fname));
 
     /* A fresh 256-bit token: a clash means something is badly wrong. */
-    rc = ctl_fs_exists(user_path, &exists);
+    rc = td_fs_exists(user_path, &exists);
     if (rc == 0 && exists)
         rc = TD_EEXIST;
     if (rc == 0)
@@ -205,7 +185,7 @@ int jproxy_keygen_main(int argc, const char *argv[])
     }
     ret = 0;
 out:
-    if (user_written && ctl_fs_remove(user_path) != 0)
+    if (user_written && td_fs_remove(user_path) != 0)
         fprintf(stderr, "%s: jproxy-keygen: could not remove %s\n", PROG_NAME, user_path);
     keygen_wipe(u.salt, sizeof(u.salt));
     keygen_wipe(u.token, sizeof(u.token));

@@ -41,7 +41,7 @@ void ctl_usage(FILE *out)
 
 /* Match "--name VALUE" or "--name=VALUE" at argv[*i]; advances *i past the
  * value.  Returns 1 on a match, 0 on none, -1 when the value is missing. */
-static int ctl_option(int argc, const char *argv[], int *i, const char *name, const char **val)
+int ctl_option(int argc, const char *argv[], int *i, const char *name, const char **val)
 {
     size_t n = strlen(name);
 

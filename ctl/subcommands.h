@@ -13,6 +13,10 @@ extern const char *PROG_NAME;
 extern const char *ctl_socket_path;
 extern const char *ctl_config_path;
 
+/* Match "--name VALUE" or "--name=VALUE" at argv[*i]; advances *i past the
+ * value.  Returns 1 on a match, 0 on none, -1 when the value is missing. */
+int ctl_option(int argc, const char *argv[], int *i, const char *name, const char **val);
+
 /* Print the global usage and the table of subcommands. */
 void ctl_usage(FILE *out);
 

@@ -1590,32 +1590,6 @@ static int jps_load_users(struct jp_server *srv)
 
 /* ---- life ------------------------------------------------------------------------------------ */
 
-static int jps_resolve_listen(struct td_daemon *d, const struct td_hostport *hp,
-                              struct sockaddr_storage *out)
-{
-    uv_getaddrinfo_t req;
-    struct addrinfo hints;
-    char port[8];
-    int r;
-
-    memset(out, 0, sizeof(*out));
-    if (hp->kind == TD_HOST_IPV4)
-        return uv_ip4_addr(hp->host, hp->port, (struct sockaddr_in *)out);
-    if (hp->kind == TD_HOST_IPV6)
-        return uv_ip6_addr(hp->host, hp->port, (struct sockaddr_in6 *)out);
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    snprintf(port, sizeof(port), "%u", hp->port);
-    r = uv_getaddrinfo(d->loop, &req, NULL, hp->host, port, &hints);
-    if (r < 0)
-        return r;
-    memcpy(out, req.addrinfo->ai_addr, req.addrinfo->ai_addrlen);
-    uv_freeaddrinfo(req.addrinfo);
-    return 0;
-}
-
 int jp_server_start(struct td_daemon *d, const struct cfg_server *cfg, struct jp_server **out)
 {
     struct jp_server *srv;
@@ -1637,7 +1611,7 @@ int jp_server_start(struct td_daemon *d, const struct cfg_server *cfg, struct jp
         goto fail;
 
     td_hostport_format(hp, sizeof(hp), cfg->listen.host, cfg->listen.port);
-    r = jps_resolve_listen(d, &cfg->listen, &ss);
+    r = td_listen_addr(d->loop, &cfg->listen, &ss);
     if (r < 0) {
         LOG_ERROR("main", "server %s: cannot resolve %s: %s", cfg->name, hp, uv_strerror(r));
         r = td_err_from_uv(r);

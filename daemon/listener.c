@@ -74,34 +74,6 @@ static void on_connection(uv_stream_t *server, int status)
     listener_try_accept(l);
 }
 
-static int resolve_listen(struct td_daemon *d, const struct td_hostport *hp,
-                          struct sockaddr_storage *out)
-{
-    uv_getaddrinfo_t req;
-    struct addrinfo hints, *ai;
-    char port[8];
-    int r;
-
-    memset(out, 0, sizeof(*out));
-    if (hp->kind == TD_HOST_IPV4)
-        return uv_ip4_addr(hp->host, hp->port, (struct sockaddr_in *)out);
-    if (hp->kind == TD_HOST_IPV6)
-        return uv_ip6_addr(hp->host, hp->port, (struct sockaddr_in6 *)out);
-    /* A name (say "localhost"): resolved once, synchronously, at start-up. */
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    snprintf(port, sizeof(port), "%u", hp->port);
-    r = uv_getaddrinfo(d->loop, &req, NULL, hp->host, port, &hints);
-    if (r < 0)
-        return r;
-    ai = req.addrinfo;
-    memcpy(out, ai->ai_addr, ai->ai_addrlen);
-    uv_freeaddrinfo(ai);
-    return 0;
-}
-
 int listener_start(struct td_daemon *d, struct td_listener *l, const struct cfg_listener *cfg)
 {
     struct sockaddr_storage ss;
@@ -112,7 +84,7 @@ int listener_start(struct td_daemon *d, struct td_listener *l, const struct cfg_
     l->d = d;
     l->cfg = cfg;
     td_hostport_format(hp, sizeof(hp), cfg->listen.host, cfg->listen.port);
-    r = resolve_listen(d, &cfg->listen, &ss);
+    r = td_listen_addr(d->loop, &cfg->listen, &ss);
     if (r < 0) {
         LOG_ERROR("main", "listener %s: cannot resolve %s: %s", cfg->name, hp, uv_strerror(r));
         return td_err_from_uv(r);

@@ -88,3 +88,30 @@ bool td_sockaddr_allowed(const struct cfg_listener *l, const struct sockaddr *sa
                                    (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr);
     return false;
 }
+
+int td_listen_addr(uv_loop_t *loop, const struct td_hostport *hp, struct sockaddr_storage *out)
+{
+    uv_getaddrinfo_t req;
+    struct addrinfo hints, *ai;
+    char port[8];
+    int r;
+
+    memset(out, 0, sizeof(*out));
+    if (hp->kind == TD_HOST_IPV4)
+        return uv_ip4_addr(hp->host, hp->port, (struct sockaddr_in *)out);
+    if (hp->kind == TD_HOST_IPV6)
+        return uv_ip6_addr(hp->host, hp->port, (struct sockaddr_in6 *)out);
+    /* A name (say "localhost"): resolved once, synchronously, at start-up. */
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    snprintf(port, sizeof(port), "%u", hp->port);
+    r = uv_getaddrinfo(loop, &req, NULL, hp->host, port, &hints);
+    if (r < 0)
+        return r;
+    ai = req.addrinfo;
+    memcpy(out, ai->ai_addr, ai->ai_addrlen);
+    uv_freeaddrinfo(ai);
+    return 0;
+}

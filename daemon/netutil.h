@@ -21,4 +21,9 @@ uint8_t socks5_rep_for_error(int err);
  * listener allows everything. */
 bool td_sockaddr_allowed(const struct cfg_listener *l, const struct sockaddr *sa);
 
+/* The socket address to bind for a listen address from the config.  An IP
+ * literal is converted; a name (say "localhost") is resolved once,
+ * synchronously: this runs at start-up only.  Returns 0 or a libuv error. */
+int td_listen_addr(uv_loop_t *loop, const struct td_hostport *hp, struct sockaddr_storage *out);
+
 #endif
