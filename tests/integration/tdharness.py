@@ -1179,3 +1179,24 @@ class BlackholeListener(_Base):
 def main():
     """Run unittest in this module's caller; exit non-zero on failure."""
     unittest.main(module="__main__", verbosity=2)
+
+
+def stop_all(daemons, closers=(), dirs=()):
+    """Test clean-up: stop every daemon (None entries are skipped), close
+    every helper server, remove the temp dirs, then raise one DaemonError
+    with everything the daemons reported (a crash, a sanitizer report)."""
+    errs = []
+    for d in daemons:
+        if d is None:
+            continue
+        try:
+            d.stop()
+        except DaemonError as e:
+            errs.append(str(e))
+    for c in closers:
+        if c is not None:
+            c.close()
+    for t in dirs:
+        shutil.rmtree(t, ignore_errors=True)
+    if errs:
+        raise DaemonError("\n\n".join(errs))

@@ -225,17 +225,7 @@ class JproxyUserFileTest(unittest.TestCase):
             self.assertEqual(rc, 0, err)
             self.assertEqual((got, sha), (65537, h.expected_sha256(65537, "jp-uf")))
         finally:
-            errs = []
-            for d in (cli, srv):
-                if d is not None:
-                    try:
-                        d.stop()
-                    except h.DaemonError as e:
-                        errs.append(str(e))
-            origin.close()
-            shutil.rmtree(tmp, ignore_errors=True)
-            if errs:
-                raise h.DaemonError("\n\n".join(errs))
+            h.stop_all((cli, srv), (origin,), (tmp,))
 
 
 class JproxyTest(unittest.TestCase):
@@ -283,18 +273,7 @@ class JproxyTest(unittest.TestCase):
 
     @classmethod
     def _cleanup(cls):
-        errs = []
-        for d in (cls.cli, cls.srv, cls.srv3):
-            if d is not None:
-                try:
-                    d.stop()
-                except h.DaemonError as e:
-                    errs.append(str(e))
-        for s in (cls.origin, cls.echo, cls.uecho):
-            s.close()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
-        if errs:
-            raise h.DaemonError("\n\n".join(errs))
+        h.stop_all((cls.cli, cls.srv, cls.srv3), (cls.origin, cls.echo, cls.uecho), (cls.tmp,))
 
     @classmethod
     def tearDownClass(cls):
@@ -648,22 +627,12 @@ class JproxyHealthTest(unittest.TestCase):
             [], servers=[server_yaml("jp-h", "127.0.0.1:0", users_dir)]))
 
     def tearDown(self):
-        errs = []
-        for d in (self.cli, self.srv):
-            if d is not None:
-                try:
-                    if d.pid:
-                        try:
-                            os.kill(d.pid, signal.SIGCONT)
-                        except OSError:
-                            pass
-                    d.stop()
-                except h.DaemonError as e:
-                    errs.append(str(e))
-        self.origin.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        if errs:
-            raise h.DaemonError("\n\n".join(errs))
+        if self.srv is not None:
+            try:
+                os.kill(self.srv.pid, signal.SIGCONT)  # in case a test stopped it
+            except OSError:
+                pass
+        h.stop_all((self.cli, self.srv), (self.origin,), (self.tmp,))
 
     def start_client(self, **limits):
         self.cli = h.Daemon(h.make_config(

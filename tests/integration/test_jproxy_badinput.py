@@ -296,18 +296,7 @@ class JproxyBadInputTest(unittest.TestCase):
 
     @classmethod
     def _cleanup(cls):
-        errs = []
-        for d in (cls.cli, cls.srv):
-            if d is not None:
-                try:
-                    d.stop()
-                except h.DaemonError as e:
-                    errs.append(str(e))
-        cls.origin.close()
-        cls.echo.close()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
-        if errs:
-            raise h.DaemonError("\n\n".join(errs))
+        h.stop_all((cls.cli, cls.srv), (cls.origin, cls.echo), (cls.tmp,))
 
     @classmethod
     def tearDownClass(cls):
