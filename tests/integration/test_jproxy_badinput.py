@@ -22,6 +22,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -503,6 +504,126 @@ class JproxyBadInputTest(unittest.TestCase):
             raw.send(msg_packet(1, b"still here"))
             self.assertEqual(parse_packet(raw.recv()), (1, b"still here"))
         self.good_tunnel_works()
+
+
+def rsa_encrypt(spki_der_path, plain):
+    """RSAES-PKCS1-v1_5 encryption with a SubjectPublicKeyInfo DER key."""
+    return _openssl(["pkeyutl", "-encrypt", "-pubin", "-keyform", "DER", "-inkey",
+                     spki_der_path, "-pkeyopt", "rsa_padding_mode:pkcs1"], plain)
+
+
+class FakeJavaServer(threading.Thread):
+    """One tunnel, answered the way the Java 3.0 server does: hello status 00
+    whatever the minor version, login, then every Connect succeeds and every
+    Packet is echoed.  It records the hello's minor version and every message
+    kind it receives, so a test can check our client never sent an extension
+    message to a peer that did not offer them."""
+
+    def __init__(self, spki_der_path):
+        super().__init__(daemon=True)
+        self.spki = spki_der_path
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(4)
+        self.port = self.lsock.getsockname()[1]
+        self.minor = None
+        self.kinds = []
+        self.error = None
+        self.stop = False
+
+    def run(self):
+        try:
+            self.lsock.settimeout(h.scaled(15))
+            c, _ = self.lsock.accept()
+            with c:
+                c.settimeout(0.5)
+                hello = self._recv(c, len(MAGIC) + 2)
+                assert hello[:len(MAGIC)] == MAGIC and hello[len(MAGIC)] == 3, hello
+                self.minor = hello[-1]
+                c.sendall(MAGIC + b"\x00")
+                self._recv(c, 32)  # the token: any is fine here
+                key = os.urandom(16)
+                c.sendall(b"\x00" + rsa_encrypt(self.spki, key))
+                while not self.stop:
+                    n = self._recv(c, 1)[0]
+                    m = aes_ecb_decrypt(key, self._recv(c, 16 * n))
+                    self.kinds.append(m[0])
+                    if m[0] == KIND_CONNECT:
+                        cid = struct.unpack("!H", m[1:3])[0]
+                        c.sendall(frame(key, struct.pack("!BHBH", KIND_CONNECT, cid, 0, 1)))
+                    elif m[0] == KIND_PACKET:
+                        cid, ln = struct.unpack("!HH", m[1:5])
+                        c.sendall(frame(key, msg_packet(cid, m[5:5 + ln])))
+        except EOFError:
+            pass
+        except Exception as e:  # reported by the test
+            self.error = e
+        finally:
+            self.lsock.close()
+
+    def _recv(self, c, n):
+        buf = bytearray()
+        while len(buf) < n:
+            try:
+                b = c.recv(n - len(buf))
+            except socket.timeout:
+                if self.stop:
+                    raise EOFError()
+                continue
+            if not b:
+                raise EOFError()
+            buf += b
+        return bytes(buf)
+
+
+@unittest.skipUnless(have_openssl(), "needs the openssl command")
+class JavaPeerTest(unittest.TestCase):
+    """Our client against a server that behaves like the Java one: the
+    tunnel works, and no UDP or TCP Window message is ever sent to it."""
+
+    def test_no_extensions_towards_a_java_server(self):
+        h.require_binaries()
+        tmp = tempfile.mkdtemp(prefix="tunneld-jpjava-")
+        srv = cli = None
+        try:
+            key_file = os.path.join(tmp, "key.dat")
+            users = os.path.join(tmp, "users")
+            tok = h.jproxy_keygen("duke", key_file, users)
+            with open(os.path.join(users, tok + ".dat"), "rb") as f:
+                uf = f.read()
+            n = struct.unpack("!H", uf[:2])[0]
+            spki = os.path.join(tmp, "spki.der")
+            with open(spki, "wb") as f:
+                f.write(uf[2 + n + 256:])
+            srv = FakeJavaServer(spki)
+            srv.start()
+            cli = h.Daemon(h.make_config(
+                [{"name": "socks", "type": "socks5", "route": "jp"}],
+                tunnels=[{"name": "jp", "protocol": "jproxy",
+                          "server": "127.0.0.1:%d" % srv.port, "key_file": key_file}]))
+            cli.wait_log(r"tunnel jp up to 127\.0\.0\.1:\d+ \(jProxy 3 peer\)", timeout=10)
+            # TCP works, both ways.
+            with h.socks5_open(cli.port("socks"), "127.0.0.1", 9) as s:
+                payload = os.urandom(10000)
+                s.sendall(payload)
+                got = h.recv_exact(s, len(payload))
+                self.assertEqual(got, payload)
+            # SOCKS5 UDP ASSOCIATE: "command not supported", nothing sent.
+            rep, s = h.socks_reply_code(cli.port("socks"), "0.0.0.0", 0, cmd=h.SOCKS_CMD_UDP)
+            s.close()
+            self.assertEqual(rep, 0x07)
+            time.sleep(0.3)
+            self.assertIsNone(srv.error)
+            self.assertEqual(srv.minor, 0x74, "our client offers the extension")
+            self.assertTrue(set(srv.kinds) <= {KIND_CONNECT, KIND_PACKET, KIND_DISCONNECT},
+                            "extension messages sent to a Java peer: %r" % sorted(set(srv.kinds)))
+            self.assertIn(KIND_PACKET, srv.kinds)
+        finally:
+            if srv is not None:
+                srv.stop = True
+            h.stop_all((cli,), (), (tmp,))
+            if srv is not None:
+                srv.join(timeout=5)
 
 
 if __name__ == "__main__":
