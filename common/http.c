@@ -168,7 +168,8 @@ static int http__parse_fields(const char *buf, size_t end, size_t *pos, struct h
 }
 
 /* Request line: method SP request-target SP HTTP-version. */
-static int http__parse_request_line(struct http_slice line, struct http_request *req)
+static int http__parse_request_line(struct http_slice line, size_t max_target,
+                                    struct http_request *req)
 {
     size_t i = 0, start;
     int rc;
@@ -184,7 +185,7 @@ static int http__parse_request_line(struct http_slice line, struct http_request 
         i++;
     if (i == start || i == line.len || line.p[i] != ' ')
         return TD_EPROTO;
-    if (i - start > HTTP_MAX_TARGET)
+    if (i - start > max_target)
         return TD_ETOOBIG;
     req->target.p = line.p + start;
     req->target.len = i - start;
@@ -233,7 +234,10 @@ static int http__parse_request(const char *buf, size_t len, size_t max_head,
         if (line.len != 0)
             break;
     }
-    rc = http__parse_request_line(line, req);
+    /* A caller that allows a head larger than the default (the wstan server:
+     * its first request rides in the URI) allows the target to fill it. */
+    rc = http__parse_request_line(
+        line, max_head > HTTP_DEFAULT_MAX_HEAD ? max_head : HTTP_MAX_TARGET, req);
     if (rc != 0)
         return rc;
     rc = http__parse_fields(buf, end, &pos, req->headers, &n);

@@ -43,6 +43,9 @@ struct http_response {
     size_t head_len;
 };
 
+/* Returns 0, TD_EAGAIN (incomplete), TD_EPROTO or TD_ETOOBIG.  The
+ * request-target is limited to 8 KiB unless max_head is larger than
+ * HTTP_DEFAULT_MAX_HEAD, in which case it may take the whole head. */
 int http_parse_request(const char *buf, size_t len, size_t max_head, struct http_request *req);
 int http_parse_response(const char *buf, size_t len, size_t max_head, struct http_response *resp);
 
