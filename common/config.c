@@ -1971,28 +1971,6 @@ static void cfg_check_protocols(struct cfg_ctx *ctx)
                            "a jproxy server needs users_dir, or a user with a jproxy_user_file");
     }
     cfg_check_server_addrs(ctx);
-
-    /* ---- BEGIN wstan gate ------------------------------------------------------------
-     * This build has no wstan runtime yet.  Everything above parses and
-     * validates wstan tunnels and servers in full; the wstan release enables
-     * them by deleting this block (and its test, test_wstan_gate). */
-    for (size_t i = 0; i < cfg->n_tunnels; i++) {
-        if (!ctx->tstate[i].proto_ok || cfg->tunnels[i].protocol != CFG_PROTO_WSTAN)
-            continue;
-        snprintf(path, sizeof(path), "tunnels[%zu].protocol", i);
-        cfg_error_path(ctx, ctx->tstate[i].proto_mark, path,
-                       "wstan is not supported by this build yet (it arrives with the wstan "
-                       "release)");
-    }
-    for (size_t i = 0; i < cfg->n_servers; i++) {
-        if (!ctx->sstate[i].proto_ok || cfg->servers[i].protocol != CFG_PROTO_WSTAN)
-            continue;
-        snprintf(path, sizeof(path), "servers[%zu].protocol", i);
-        cfg_error_path(ctx, ctx->sstate[i].proto_mark, path,
-                       "wstan is not supported by this build yet (it arrives with the wstan "
-                       "release)");
-    }
-    /* ---- END wstan gate -------------------------------------------------------------- */
 }
 
 /* ---- the root ------------------------------------------------------------------------ */

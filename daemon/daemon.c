@@ -9,6 +9,9 @@
 #include "jp_server.h"
 #include "listener.h"
 #include "log.h"
+#include "ws_client.h"
+#include "ws_lws.h"
+#include "ws_server.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +50,8 @@ static uint32_t daemon_server_tunnels(const struct td_daemon *d)
     for (size_t i = 0; i < d->n_servers; i++)
         if (d->jp_servers[i])
             n += jp_server_active(d->jp_servers[i]);
+        else if (d->ws_servers[i])
+            n += ws_server_active(d->ws_servers[i]);
     return n;
 }
 
@@ -58,6 +63,13 @@ static void daemon_finish(struct td_daemon *d)
     for (size_t i = 0; i < d->n_tunnels; i++)
         if (d->jp_clients[i])
             jp_client_shutdown(d->jp_clients[i]);
+        else if (d->ws_clients[i])
+            ws_client_shutdown(d->ws_clients[i]);
+    for (size_t i = 0; i < d->n_servers; i++)
+        if (d->ws_servers[i])
+            ws_server_close_all(d->ws_servers[i]);
+    /* Last: lws's handles must close for the loop to end. */
+    ws_lws_stop(d);
     uv_timer_stop(&d->drain_timer);
     uv_timer_stop(&d->accept_timer);
     uv_close((uv_handle_t *)&d->drain_timer, NULL);
@@ -85,6 +97,14 @@ void daemon_server_gone(struct td_daemon *d)
         daemon_finish(d);
 }
 
+struct ws_client *daemon_find_ws_client(struct td_daemon *d, const char *name)
+{
+    for (size_t i = 0; i < d->n_tunnels; i++)
+        if (strcmp(d->cfg->tunnels[i].name, name) == 0)
+            return d->ws_clients[i];
+    return NULL;
+}
+
 struct jp_client *daemon_find_jp_client(struct td_daemon *d, const char *name)
 {
     for (size_t i = 0; i < d->n_tunnels; i++)
@@ -103,6 +123,10 @@ void daemon_tunnel_open(struct td_daemon *d, struct conn *c, const char *host, u
             jp_client_open(d->jp_clients[i], c, host, port);
             return;
         }
+        if (d->ws_clients[i]) {
+            ws_client_open(d->ws_clients[i], c, host, port);
+            return;
+        }
         break;
     }
     /* The config loader guarantees the name; this is a backstop. */
@@ -119,14 +143,21 @@ static void close_all_conns(struct td_daemon *d, const char *reason)
     }
 }
 
+static void close_all_servers(struct td_daemon *d)
+{
+    for (size_t i = 0; i < d->n_servers; i++)
+        if (d->jp_servers[i])
+            jp_server_close_all(d->jp_servers[i]);
+        else if (d->ws_servers[i])
+            ws_server_close_all(d->ws_servers[i]);
+}
+
 static void on_drain_timer(uv_timer_t *t)
 {
     struct td_daemon *d = t->data;
     LOG_INFO("main", "drain deadline reached: closing %u connections", d->n_conns);
     close_all_conns(d, END_SHUTDOWN);
-    for (size_t i = 0; i < d->n_servers; i++)
-        if (d->jp_servers[i])
-            jp_server_close_all(d->jp_servers[i]);
+    close_all_servers(d);
 }
 
 void daemon_request(struct td_daemon *d, enum daemon_request req)
@@ -138,9 +169,7 @@ void daemon_request(struct td_daemon *d, enum daemon_request req)
         if (d->draining) {
             LOG_INFO("main", "second stop request: closing %u connections now", d->n_conns);
             close_all_conns(d, END_SHUTDOWN);
-            for (size_t i = 0; i < d->n_servers; i++)
-                if (d->jp_servers[i])
-                    jp_server_close_all(d->jp_servers[i]);
+            close_all_servers(d);
             return;
         }
         d->draining = true;
@@ -149,6 +178,8 @@ void daemon_request(struct td_daemon *d, enum daemon_request req)
         for (size_t i = 0; i < d->n_servers; i++)
             if (d->jp_servers[i])
                 jp_server_stop_accepting(d->jp_servers[i]);
+            else if (d->ws_servers[i])
+                ws_server_stop_accepting(d->ws_servers[i]);
         if (d->n_conns == 0 && daemon_server_tunnels(d) == 0) {
             LOG_INFO("main", "stopping: no open connections");
             daemon_finish(d);
@@ -240,7 +271,9 @@ int daemon_run(const struct daemon_opts *opts)
     d.jp_servers = calloc(d.n_servers ? d.n_servers : 1, sizeof(*d.jp_servers));
     d.n_tunnels = d.cfg->n_tunnels;
     d.jp_clients = calloc(d.n_tunnels ? d.n_tunnels : 1, sizeof(*d.jp_clients));
-    if (!d.jp_servers || !d.jp_clients) {
+    d.ws_servers = calloc(d.n_servers ? d.n_servers : 1, sizeof(*d.ws_servers));
+    d.ws_clients = calloc(d.n_tunnels ? d.n_tunnels : 1, sizeof(*d.ws_clients));
+    if (!d.jp_servers || !d.jp_clients || !d.ws_servers || !d.ws_clients) {
         LOG_ERROR("main", "out of memory");
         goto out;
     }
@@ -248,10 +281,14 @@ int daemon_run(const struct daemon_opts *opts)
         const struct cfg_server *s = &d.cfg->servers[i];
         if (s->protocol == CFG_PROTO_JPROXY && jp_server_start(&d, s, &d.jp_servers[i]) != 0)
             goto out;
+        if (s->protocol == CFG_PROTO_WSTAN && ws_server_start(&d, s, &d.ws_servers[i]) != 0)
+            goto out;
     }
     for (size_t i = 0; i < d.n_tunnels; i++) {
         const struct cfg_tunnel *t = &d.cfg->tunnels[i];
         if (t->protocol == CFG_PROTO_JPROXY && jp_client_create(&d, t, &d.jp_clients[i]) != 0)
+            goto out;
+        if (t->protocol == CFG_PROTO_WSTAN && ws_client_create(&d, t, &d.ws_clients[i]) != 0)
             goto out;
     }
     if (privdrop(d.cfg->user) != 0)
@@ -276,9 +313,19 @@ out:
         for (size_t i = 0; d.jp_clients && i < d.n_tunnels; i++)
             if (d.jp_clients[i])
                 jp_client_shutdown(d.jp_clients[i]);
+        for (size_t i = 0; d.ws_servers && i < d.n_servers; i++)
+            if (d.ws_servers[i]) {
+                ws_server_stop_accepting(d.ws_servers[i]);
+                ws_server_close_all(d.ws_servers[i]);
+            }
+        for (size_t i = 0; d.ws_clients && i < d.n_tunnels; i++)
+            if (d.ws_clients[i])
+                ws_client_shutdown(d.ws_clients[i]);
         if (!d.stopped && opts->platform_stop && d.listeners)
             opts->platform_stop(&d);
     }
+    /* lws first: its handles are its own to close (twice, see ws_lws.h). */
+    ws_lws_free(&d);
     /* Whatever is still open (only after a start-up failure) is closed here,
      * so that the loop can be closed and leak checkers stay quiet. */
     uv_walk(&loop, walk_close, NULL);
@@ -290,8 +337,14 @@ out:
         jp_server_free(d.jp_servers[i]);
     for (size_t i = 0; d.jp_clients && i < d.n_tunnels; i++)
         jp_client_free(d.jp_clients[i]);
+    for (size_t i = 0; d.ws_servers && i < d.n_servers; i++)
+        ws_server_free(d.ws_servers[i]);
+    for (size_t i = 0; d.ws_clients && i < d.n_tunnels; i++)
+        ws_client_free(d.ws_clients[i]);
     free(d.jp_servers);
     free(d.jp_clients);
+    free(d.ws_servers);
+    free(d.ws_clients);
     cfg_free(d.cfg);
     chunk_pool_drain();
     td_log_close();

@@ -14,6 +14,9 @@
 struct td_listener;
 struct jp_client;
 struct jp_server;
+struct ws_client;
+struct ws_server;
+struct lws_context;
 struct conn;
 
 struct td_daemon;
@@ -45,6 +48,10 @@ struct td_daemon {
     size_t n_tunnels;
     struct jp_server **jp_servers; /* NULL for servers of another protocol */
     size_t n_servers;
+    struct ws_client **ws_clients; /* same, for wstan */
+    struct ws_server **ws_servers;
+    struct lws_context *lws; /* ws_lws.c: only when some wstan entry exists */
+    bool lws_stopped;
 
     struct td_queue conns; /* every struct conn, for drain and shutdown */
     uint32_t n_conns;
@@ -80,6 +87,8 @@ bool daemon_fds_available(const struct td_daemon *d, uint64_t n);
 void daemon_tunnel_open(struct td_daemon *d, struct conn *c, const char *host, uint16_t port);
 /* The jProxy client behind a tunnel name, or NULL. */
 struct jp_client *daemon_find_jp_client(struct td_daemon *d, const char *name);
+/* The wstan client behind a tunnel name, or NULL. */
+struct ws_client *daemon_find_ws_client(struct td_daemon *d, const char *name);
 /* A server-side tunnel ended (drain bookkeeping). */
 void daemon_server_gone(struct td_daemon *d);
 

@@ -1,4 +1,6 @@
-/* SOCKS5 UDP ASSOCIATE on the direct route.
+/* SOCKS5 UDP ASSOCIATE on the direct route, or through a tunnel (jProxy:
+ * one flow per destination; wstan: one tunnel per association, every
+ * datagram naming its destination and every reply its source).
  *
  * The client-facing relay socket is bound on the address the client reached
  * us on; datagrams are accepted only from the client's IP (and from the port
@@ -13,6 +15,7 @@
 #include "log.h"
 #include "netutil.h"
 #include "socks5.h"
+#include "ws_client.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +49,9 @@ struct udp_assoc {
     struct sockaddr_storage cache_addr;
     bool cache_valid;
     uint64_t dropped;
-    struct jp_client *tunnel; /* the route, when it is a tunnel */
+    struct jp_client *tunnel;  /* the route, when it is a jproxy tunnel */
+    struct ws_client *ws;      /* the route, when it is a wstan tunnel */
+    struct ws_udp_flow *wflow; /* open while the wstan tunnel is */
     struct ua_flow flows[UDP_MAX_FLOWS];
 };
 
@@ -295,6 +300,64 @@ static void ua_send_via_tunnel(struct udp_assoc *ua, const struct socks5_addr *d
     ua->c->bytes_up += len;
 }
 
+/* wstan: replies come with their source address (spec section 8). */
+static void ua_ws_recv(void *arg, const struct wstan_addr *src, const uint8_t *p, size_t len)
+{
+    struct udp_assoc *ua = arg;
+    uint8_t hdrbuf[SOCKS5_MAX_MSG];
+    struct socks5_addr sa;
+    uv_buf_t bufs[2];
+
+    if (!ua->client_known)
+        return;
+    memset(&sa, 0, sizeof(sa));
+    sa.atyp = (uint8_t)src->atyp;
+    sa.port = src->port;
+    if (src->atyp == WSTAN_ATYP_DOMAIN)
+        snprintf(sa.host, sizeof(sa.host), "%s", src->host);
+    else
+        memcpy(sa.ip, src->ip, src->atyp == WSTAN_ATYP_IPV4 ? 4 : 16);
+    bufs[0] = uv_buf_init((char *)hdrbuf, (unsigned)socks5_encode_udp_header(hdrbuf, &sa));
+    bufs[1] = uv_buf_init((char *)p, (unsigned)len);
+    if (uv_udp_try_send(ua->relay, bufs, 2, (struct sockaddr *)&ua->client) < 0)
+        ua->dropped++;
+    else
+        ua->c->bytes_down += len;
+    conn_touch(ua->c);
+}
+
+/* The tunnel ended: the next datagram opens another. */
+static void ua_ws_closed(void *arg)
+{
+    struct udp_assoc *ua = arg;
+    if (ua->wflow)
+        ws_client_udp_close(ua->wflow);
+    ua->wflow = NULL;
+}
+
+static void ua_send_via_ws(struct udp_assoc *ua, const struct socks5_addr *dst, const uint8_t *p,
+                           size_t len)
+{
+    struct wstan_addr a;
+
+    memset(&a, 0, sizeof(a));
+    a.atyp = (enum wstan_atyp)dst->atyp;
+    a.port = dst->port;
+    if (dst->atyp == SOCKS5_ATYP_DOMAIN) {
+        snprintf(a.host, sizeof(a.host), "%s", dst->host);
+        a.hostlen = strlen(a.host);
+    } else {
+        memcpy(a.ip, dst->ip, dst->atyp == SOCKS5_ATYP_IPV4 ? 4 : 16);
+    }
+    if (!ua->wflow)
+        ua->wflow = ws_client_udp_open(ua->ws, ua_ws_recv, ua_ws_closed, ua);
+    if (!ua->wflow || ws_client_udp_send(ua->wflow, &a, p, len) != 0) {
+        ua->dropped++;
+        return;
+    }
+    ua->c->bytes_up += len;
+}
+
 static void ua_on_client_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
                               const struct sockaddr *from, unsigned flags)
 {
@@ -321,7 +384,9 @@ static void ua_on_client_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
            from->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
     ua->client_known = true;
     conn_touch(c);
-    if (ua->tunnel) {
+    if (ua->ws) {
+        ua_send_via_ws(ua, &hdr.addr, (uint8_t *)buf->base + used, (size_t)nread - used);
+    } else if (ua->tunnel) {
         ua_send_via_tunnel(ua, &hdr.addr, (uint8_t *)buf->base + used, (size_t)nread - used);
     } else if (hdr.addr.atyp == SOCKS5_ATYP_DOMAIN) {
         ua_resolve_and_send(ua, &hdr.addr, (uint8_t *)buf->base + used, (size_t)nread - used);
@@ -401,7 +466,8 @@ int udp_assoc_start(struct conn *c, const struct socks5_request *req)
     c->udp = ua;
     if (strcmp(c->l->cfg->route, "direct") != 0) {
         ua->tunnel = daemon_find_jp_client(c->d, c->l->cfg->route);
-        if (!ua->tunnel || jp_client_udp_supported(ua->tunnel) == 0) {
+        ua->ws = ua->tunnel ? NULL : daemon_find_ws_client(c->d, c->l->cfg->route);
+        if ((!ua->tunnel && !ua->ws) || (ua->tunnel && jp_client_udp_supported(ua->tunnel) == 0)) {
             LOG_INFO("udp", "#%llu %s: UDP ASSOCIATE is not available on route %s",
                      (unsigned long long)c->id, c->client_str, c->l->cfg->route);
             n = socks5_encode_reply(out, SOCKS5_REP_CMD_NOT_SUPPORTED, NULL);
@@ -469,6 +535,9 @@ void udp_assoc_close(struct conn *c)
     c->udp = NULL;
     for (int i = 0; i < UDP_MAX_FLOWS; i++)
         ua_flow_drop(&ua->flows[i]);
+    if (ua->wflow)
+        ws_client_udp_close(ua->wflow);
+    ua->wflow = NULL;
     for (int i = 0; i < UDP_MAX_RESOLVING; i++)
         if (ua->resolving[i]) {
             uv_cancel((uv_req_t *)&ua->resolving[i]->req);

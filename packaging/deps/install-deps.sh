@@ -8,7 +8,7 @@ PACKAGES="
   ca-certificates git cmake ninja-build pkg-config gcc libc6-dev make
   libuv1-dev libmbedtls-dev libyaml-dev libwebsockets-dev libwebsockets-evlib-uv
   libcmocka-dev clang libclang-rt-14-dev clang-format
-  python3 curl procps iproute2 openssl
+  python3 curl procps iproute2 openssl nginx-light
 "
 
 missing=""

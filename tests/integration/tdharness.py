@@ -112,13 +112,17 @@ def _yaml_scalar(v):
 
 
 def _yaml_items(out, key, items):
-    """A list of flat dicts (values: str, int, bool or list of those)."""
+    """A list of flat dicts (values: str, int, bool, a list of those, or a
+    dict of those written as a flow mapping)."""
     out.append("%s:" % key)
     for item in items:
         first = True
         for k, v in item.items():
             if isinstance(v, (list, tuple)):
                 val = "[%s]" % ", ".join(_yaml_scalar(x) for x in v)
+            elif isinstance(v, dict):  # a nested section, e.g. pool: {size: 4}
+                val = "{%s}" % ", ".join("%s: %s" % (dk, _yaml_scalar(dv))
+                                         for dk, dv in v.items())
             else:
                 val = _yaml_scalar(v)
             out.append("%s%s: %s" % ("  - " if first else "    ", k, val))

@@ -622,13 +622,13 @@ static void test_jproxy_tunnels_servers(void **state)
     cfg_free(cfg);
 }
 
-/* This build has no wstan runtime: a wstan config that is otherwise valid
- * yields one error per wstan entry, at its protocol value.  The wstan release
- * deletes the gate in config.c and turns this into a load_ok() test. */
-static void test_wstan_gate(void **state)
+/* A full wstan config loads, with every key in its place. */
+static void test_wstan_full(void **state)
 {
+    struct td_config *cfg;
     (void)state;
-    EXPECT_ERRORS("version: 1\n"
+    cfg = load_ok("t.yaml",
+                  "version: 1\n"
                   "users:\n"
                   "  - name: bob\n"
                   "    wstan_key: \"AAECAwQFBgcICQoLDA0ODw==\"\n"
@@ -658,20 +658,28 @@ static void test_wstan_gate(void **state)
                   "    tls: {cert: server.crt, key: server.key}\n"
                   "    keys: [\"AAECAwQFBgcICQoLDA0ODw==\", other]\n"
                   "    timestamp_window: 1h\n"
-                  "  - {name: wstan-in2, protocol: wstan, listen: 0.0.0.0:8081, tls: {}}\n",
-                  "t.yaml:12:15: tunnels[0].protocol: wstan is not supported by this build yet "
-                  "(it arrives with the wstan release)",
-                  "t.yaml:19:27: tunnels[1].protocol: wstan is not supported by this build yet "
-                  "(it arrives with the wstan release)",
-                  "t.yaml:23:15: servers[0].protocol: wstan is not supported by this build yet "
-                  "(it arrives with the wstan release)",
-                  "t.yaml:30:33: servers[1].protocol: wstan is not supported by this build yet "
-                  "(it arrives with the wstan release)");
+                  "  - {name: wstan-in2, protocol: wstan, listen: 0.0.0.0:8081, tls: {}}\n");
+    assert_int_equal(cfg->n_tunnels, 3);
+    assert_int_equal(cfg->tunnels[0].protocol, CFG_PROTO_WSTAN);
+    assert_true(cfg->tunnels[0].tls);
+    assert_string_equal(cfg->tunnels[0].path, "/tun/");
+    assert_int_equal(cfg->tunnels[0].nonce_mode, CFG_NONCE_COMPATIBLE);
+    assert_int_equal(cfg->tunnels[0].pool_size, 0);
+    assert_false(cfg->tunnels[0].tls_verify);
+    assert_string_equal(cfg->tunnels[0].tls_sni, "front.example");
+    assert_true(cfg->tunnels[0].has_http_proxy);
+    assert_int_equal(cfg->tunnels[0].http_proxy.port, 3128);
+    assert_int_equal(cfg->tunnels[1].server.port, 8080);
+    assert_false(cfg->tunnels[1].tls);
+    assert_false(cfg->tunnels[1].has_http_proxy);
+    assert_int_equal(cfg->n_servers, 2);
+    assert_string_equal(cfg->servers[0].path, "/ws/");
+    assert_int_equal(cfg->servers[0].n_keys, 2);
+    assert_int_equal(cfg->servers[0].timestamp_window_ms, 3600 * 1000);
+    assert_non_null(cfg->servers[0].tls_cert);
+    assert_null(cfg->servers[1].tls_cert);
+    cfg_free(cfg);
 }
-
-#define WSTAN_GATE(line, col, what)                                                                \
-    "t.yaml:" #line ":" #col ": " what ": wstan is not supported by this build yet (it arrives "   \
-    "with the wstan release)"
 
 static void test_tunnel_errors(void **state)
 {
@@ -687,21 +695,15 @@ static void test_tunnel_errors(void **state)
                        "  - {name: t4, protocol: wstan, key: k, url: 'ws://h:0/'}\n"
                        "  - {name: t5, protocol: wstan, key: k, url: 'ws:///x'}\n"
                        "  - {name: t6, protocol: wstan, key: k, url: 'ws://::1/'}\n",
-                  WSTAN_GATE(8, 15, "tunnels[0].protocol"),
                   "t.yaml:9:10: tunnels[0].url: invalid url 'http://server.example/': the scheme "
                   "must be ws:// or wss://",
-                  WSTAN_GATE(11, 26, "tunnels[1].protocol"),
                   "t.yaml:11:46: tunnels[1].url: invalid url 'ws://h/p?x=1': a query or fragment "
                   "is not allowed",
-                  WSTAN_GATE(12, 26, "tunnels[2].protocol"),
                   "t.yaml:12:46: tunnels[2].url: invalid url 'wss://me@h/': user info (user@) is "
                   "not allowed",
-                  WSTAN_GATE(13, 26, "tunnels[3].protocol"),
                   "t.yaml:13:46: tunnels[3].url: invalid url 'ws://h:0/': port 0 is not allowed "
                   "here",
-                  WSTAN_GATE(14, 26, "tunnels[4].protocol"),
                   "t.yaml:14:46: tunnels[4].url: invalid url 'ws:///x': empty host",
-                  WSTAN_GATE(15, 26, "tunnels[5].protocol"),
                   "t.yaml:15:46: tunnels[5].url: invalid url 'ws://::1/': IPv6 addresses must be "
                   "written in brackets, as [::1]:port");
     /* TLS settings on ws://, and the other wstan values. */
@@ -714,7 +716,6 @@ static void test_tunnel_errors(void **state)
                        "    nonce_mode: cookie\n"
                        "    pool: {size: 1025, max_idle: 5}\n"
                        "    http_proxy: proxy\n",
-                  WSTAN_GATE(8, 15, "tunnels[0].protocol"),
                   "t.yaml:10:10: tunnels[0].key: must not be empty",
                   "t.yaml:11:5: tunnels[0].tls: TLS settings need a wss:// url (this tunnel's url "
                   "is ws://)",
@@ -791,14 +792,12 @@ static void test_tunnel_errors(void **state)
                   "jproxy",
                   "t.yaml:12:5: tunnels[0].pool: 'pool' is a wstan key; this tunnel's protocol is "
                   "jproxy",
-                  WSTAN_GATE(14, 15, "tunnels[1].protocol"),
                   "t.yaml:17:5: tunnels[1].max_streams: 'max_streams' is a jproxy key; this "
                   "tunnel's protocol is wstan",
                   "t.yaml:18:5: tunnels[1].server: 'server' is a jproxy key; this tunnel's "
                   "protocol is wstan",
                   "t.yaml:19:5: tunnels[2].url: missing required key",
                   "t.yaml:19:5: tunnels[2].key: missing required key",
-                  WSTAN_GATE(20, 15, "tunnels[2].protocol"),
                   "t.yaml:21:5: tunnels[3].protocol: missing required key",
                   "t.yaml:21:29: tunnels[3].colour: unknown key");
     EXPECT_ERRORS(BASE "tunnels:\n"
@@ -857,10 +856,8 @@ static void test_server_errors(void **state)
                        "users: [{name: u, password: p}]\n",
                   "t.yaml:7:5: servers[0]: a wstan server needs at least one key (set keys, or "
                   "give a user a wstan_key)",
-                  WSTAN_GATE(8, 15, "servers[0].protocol"),
                   "t.yaml:10:5: servers[1]: a wstan server needs at least one key (set keys, or "
                   "give a user a wstan_key)",
-                  WSTAN_GATE(11, 15, "servers[1].protocol"),
                   "t.yaml:14:5: servers[2]: a jproxy server needs users_dir, or a user with a "
                   "jproxy_user_file");
     /* The wstan server's values. */
@@ -881,7 +878,6 @@ static void test_server_errors(void **state)
                              "    keys: k\n"
                              "    timestamp_window: 2h\n"
                              "    path: /a b\n",
-                  WSTAN_GATE(8, 15, "servers[0].protocol"),
                   "t.yaml:10:11: servers[0].path: invalid path 'ws' (it must start with '/' and "
                   "have no query, fragment or spaces)",
                   "t.yaml:11:10: servers[0].tls.key: missing required key (tls.cert and tls.key "
@@ -891,7 +887,6 @@ static void test_server_errors(void **state)
                   "t.yaml:13:23: servers[0].timestamp_window: must be at least 1s",
                   "t.yaml:14:5: servers[0].users_dir: 'users_dir' is a jproxy key; this server's "
                   "protocol is wstan",
-                  WSTAN_GATE(16, 15, "servers[1].protocol"),
                   "t.yaml:18:10: servers[1].tls.cert: missing required key (tls.cert and tls.key "
                   "go together)",
                   "t.yaml:19:11: servers[1].keys: expected a list of keys, got a plain value",
@@ -1387,7 +1382,7 @@ int main(void)
         cmocka_unit_test(test_forward_rules),
         cmocka_unit_test(test_route_and_auth),
         cmocka_unit_test(test_jproxy_tunnels_servers),
-        cmocka_unit_test(test_wstan_gate),
+        cmocka_unit_test(test_wstan_full),
         cmocka_unit_test(test_tunnel_errors),
         cmocka_unit_test(test_tunnel_names_and_routes),
         cmocka_unit_test(test_server_errors),

@@ -1,0 +1,38 @@
+/* The daemon's one libwebsockets context, on the daemon's libuv loop.
+ *
+ * wstan servers and tunnels each create their own vhost on it (servers: one
+ * per "servers:" entry; tunnels: one client vhost per tunnel, so that each
+ * has its own TLS trust and upstream proxy).  The context exists only when
+ * some wstan entry is configured.
+ *
+ * Lifetime: ws_lws_context() creates it on first use.  ws_lws_stop() runs
+ * from inside the loop once everything that uses it is closed (the first
+ * lws_context_destroy(), which closes lws's libuv handles so that uv_run can
+ * return); ws_lws_free() runs after uv_run returned (the second destroy,
+ * which frees the rest: lws needs both, see the platform notes). */
+#ifndef TD_WS_LWS_H_
+#define TD_WS_LWS_H_
+
+#include "daemon.h"
+
+#include <libwebsockets.h>
+
+/* Per-thread service buffer.  Our client builds the whole upgrade request in
+ * it (the URI carries the first request message), so it bounds the size of
+ * the handshake we send; see ws_client.c. */
+#define WS_LWS_SERV_BUF (16 * 1024)
+/* Header storage for a handshake that lws parses itself (native wss://).
+ * lws keeps URI lengths in 16 bits, so more would not help. */
+#define WS_LWS_MAX_HEADER (64 * 1024 - 1)
+/* How many handshakes lws parses at once; more wait for a slot. */
+#define WS_LWS_HEADER_POOL 64
+
+struct lws_context *ws_lws_context(struct td_daemon *d);
+void ws_lws_stop(struct td_daemon *d);
+void ws_lws_free(struct td_daemon *d);
+
+/* A vhost creation info with the fields every vhost of ours shares
+ * (options, no listening port).  The caller fills in the rest. */
+void ws_lws_vhost_info(struct lws_context_creation_info *info);
+
+#endif
