@@ -1,6 +1,7 @@
 #!/bin/sh
 # Install the dependencies, build tunneld, and run it in the foreground on
-# the quickstart config (a SOCKS5 + HTTP proxy on 127.0.0.1, direct route).
+# the quickstart config (a SOCKS5 + HTTP proxy on 127.0.0.1, direct and through a
+# wstan tunnel whose client and server both run in this one daemon, on loopback).
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/packaging/deps/install-deps.sh"
