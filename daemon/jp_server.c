@@ -26,7 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define JPS_BACKLOG   511
 #define JPS_KEEPALIVE 60   /* seconds */
 #define JPS_SWEEP_MS  1000 /* UDP idle, resolver deadlines, lingering streams */
 
@@ -162,7 +161,6 @@ static void jpt_unref(struct jps_tunnel *t);
 static void jpt_arm_sweep(struct jps_tunnel *t);
 static void jpss_maybe_free(struct jps_stream *s);
 static void jpa_close(struct jps_assoc *a, bool tell_client);
-static void jps_on_listener_closed(uv_handle_t *h);
 
 /* Datagrams are handled inside the receive callback, so one buffer serves
  * every association (the loop is single-threaded). */
@@ -1593,9 +1591,7 @@ static int jps_load_users(struct jp_server *srv)
 int jp_server_start(struct td_daemon *d, const struct cfg_server *cfg, struct jp_server **out)
 {
     struct jp_server *srv;
-    struct sockaddr_storage ss;
-    char hp[300];
-    int r, len;
+    int r;
 
     *out = NULL;
     if (cfg->protocol != CFG_PROTO_JPROXY)
@@ -1610,34 +1606,11 @@ int jp_server_start(struct td_daemon *d, const struct cfg_server *cfg, struct jp
     if (r != 0)
         goto fail;
 
-    td_hostport_format(hp, sizeof(hp), cfg->listen.host, cfg->listen.port);
-    r = td_listen_addr(d->loop, &cfg->listen, &ss);
-    if (r < 0) {
-        LOG_ERROR("main", "server %s: cannot resolve %s: %s", cfg->name, hp, uv_strerror(r));
-        r = td_err_from_uv(r);
+    r = td_server_listener_open(d, cfg->name, "jproxy", &cfg->listen, jps_on_connection, srv,
+                                &srv->tcp, srv->addr, sizeof(srv->addr));
+    if (r != 0)
         goto fail;
-    }
-    srv->tcp = malloc(sizeof(*srv->tcp));
-    if (!srv->tcp) {
-        r = TD_ENOMEM;
-        goto fail;
-    }
-    uv_tcp_init(d->loop, srv->tcp);
-    srv->tcp->data = srv;
     srv->open = true;
-    r = uv_tcp_bind(srv->tcp, (struct sockaddr *)&ss, 0);
-    if (r == 0)
-        r = uv_listen((uv_stream_t *)srv->tcp, JPS_BACKLOG, jps_on_connection);
-    jps_count_fd(d, (uv_handle_t *)srv->tcp);
-    if (r < 0) {
-        LOG_ERROR("main", "server %s: cannot listen on %s: %s", cfg->name, hp, uv_strerror(r));
-        r = td_err_from_uv(r);
-        goto fail;
-    }
-    len = sizeof(ss);
-    uv_tcp_getsockname(srv->tcp, (struct sockaddr *)&ss, &len);
-    td_sockaddr_str((struct sockaddr *)&ss, srv->addr, sizeof(srv->addr));
-    LOG_INFO("main", "server %s (jproxy) listening on %s", cfg->name, srv->addr);
     *out = srv;
     return 0;
 fail:
@@ -1646,19 +1619,12 @@ fail:
     return r;
 }
 
-static void jps_on_listener_closed(uv_handle_t *h)
-{
-    free(h);
-}
-
 void jp_server_stop_accepting(struct jp_server *s)
 {
     if (!s || !s->open)
         return;
     s->open = false;
-    /* The handle is freed by its close callback, so s may go first. */
-    jps_uncount_fd(s->d, (uv_handle_t *)s->tcp);
-    uv_close((uv_handle_t *)s->tcp, jps_on_listener_closed);
+    td_server_listener_close(s->d, s->tcp);
     s->tcp = NULL;
 }
 

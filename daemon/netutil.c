@@ -1,9 +1,12 @@
 #include "netutil.h"
 
 #include "addr.h"
+#include "daemon.h"
 #include "error.h"
+#include "log.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const uint8_t v4mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
@@ -113,5 +116,64 @@ int td_listen_addr(uv_loop_t *loop, const struct td_hostport *hp, struct sockadd
     ai = req.addrinfo;
     memcpy(out, ai->ai_addr, ai->ai_addrlen);
     uv_freeaddrinfo(ai);
+    return 0;
+}
+
+#define TD_SERVER_BACKLOG 511
+
+static void td__on_listener_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+void td_server_listener_close(struct td_daemon *d, uv_tcp_t *tcp)
+{
+    uv_os_fd_t fd;
+
+    if (!tcp)
+        return;
+    if (uv_fileno((uv_handle_t *)tcp, &fd) == 0 && d->fds_in_use > 0)
+        d->fds_in_use--;
+    /* Freed by its close callback, so the server may go first. */
+    uv_close((uv_handle_t *)tcp, td__on_listener_closed);
+}
+
+int td_server_listener_open(struct td_daemon *d, const char *name, const char *proto,
+                            const struct td_hostport *hp, uv_connection_cb cb, void *data,
+                            uv_tcp_t **out, char *addr, size_t addrcap)
+{
+    struct sockaddr_storage ss;
+    uv_tcp_t *tcp;
+    uv_os_fd_t fd;
+    char shown[300];
+    int r, len;
+
+    *out = NULL;
+    td_hostport_format(shown, sizeof(shown), hp->host, hp->port);
+    r = td_listen_addr(d->loop, hp, &ss);
+    if (r < 0) {
+        LOG_ERROR("main", "server %s: cannot resolve %s: %s", name, shown, uv_strerror(r));
+        return td_err_from_uv(r);
+    }
+    tcp = malloc(sizeof(*tcp));
+    if (!tcp)
+        return TD_ENOMEM;
+    uv_tcp_init(d->loop, tcp);
+    tcp->data = data;
+    r = uv_tcp_bind(tcp, (struct sockaddr *)&ss, 0);
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)tcp, TD_SERVER_BACKLOG, cb);
+    if (uv_fileno((uv_handle_t *)tcp, &fd) == 0)
+        d->fds_in_use++;
+    if (r < 0) {
+        LOG_ERROR("main", "server %s: cannot listen on %s: %s", name, shown, uv_strerror(r));
+        td_server_listener_close(d, tcp);
+        return td_err_from_uv(r);
+    }
+    len = sizeof(ss);
+    uv_tcp_getsockname(tcp, (struct sockaddr *)&ss, &len);
+    td_sockaddr_str((struct sockaddr *)&ss, addr, addrcap);
+    LOG_INFO("main", "server %s (%s) listening on %s", name, proto, addr);
+    *out = tcp;
     return 0;
 }

@@ -33,7 +33,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define WSS_BACKLOG     511
 #define WSS_HEAD_MAX    (100 * 1024)
 #define WSS_PROTO       "tunneld-wstan.1"
 #define WSS_URI_PREFIX  "/_tunneld_adopted/"
@@ -1308,9 +1307,8 @@ int ws_server_start(struct td_daemon *d, const struct cfg_server *cfg, struct ws
     struct ws_server *srv;
     struct lws_context *ctx;
     struct lws_context_creation_info info;
-    struct sockaddr_storage ss;
     char hp[300];
-    int r, len;
+    int r;
 
     *out = NULL;
     srv = calloc(1, sizeof(*srv));
@@ -1368,43 +1366,16 @@ int ws_server_start(struct td_daemon *d, const struct cfg_server *cfg, struct ws
         *out = srv;
         return 0;
     }
-    r = td_listen_addr(d->loop, &cfg->listen, &ss);
-    if (r < 0) {
-        LOG_ERROR("main", "server %s: cannot resolve %s: %s", cfg->name, hp, uv_strerror(r));
-        r = td_err_from_uv(r);
+    r = td_server_listener_open(d, cfg->name, "wstan", &cfg->listen, wss_on_connection, srv,
+                                &srv->tcp, srv->addr, sizeof(srv->addr));
+    if (r != 0)
         goto fail;
-    }
-    srv->tcp = malloc(sizeof(*srv->tcp));
-    if (!srv->tcp) {
-        r = TD_ENOMEM;
-        goto fail;
-    }
-    uv_tcp_init(d->loop, srv->tcp);
-    srv->tcp->data = srv;
-    r = uv_tcp_bind(srv->tcp, (struct sockaddr *)&ss, 0);
-    if (r == 0)
-        r = uv_listen((uv_stream_t *)srv->tcp, WSS_BACKLOG, wss_on_connection);
-    d->fds_in_use++;
-    if (r < 0) {
-        LOG_ERROR("main", "server %s: cannot listen on %s: %s", cfg->name, hp, uv_strerror(r));
-        r = td_err_from_uv(r);
-        goto fail;
-    }
-    len = sizeof(ss);
-    uv_tcp_getsockname(srv->tcp, (struct sockaddr *)&ss, &len);
-    td_sockaddr_str((struct sockaddr *)&ss, srv->addr, sizeof(srv->addr));
-    LOG_INFO("main", "server %s (wstan) listening on %s", cfg->name, srv->addr);
     *out = srv;
     return 0;
 fail:
     ws_server_stop_accepting(srv);
     *out = srv; /* freed by the daemon with the rest */
     return r;
-}
-
-static void wss_on_listener_closed(uv_handle_t *h)
-{
-    free(h);
 }
 
 void ws_server_stop_accepting(struct ws_server *srv)
@@ -1414,12 +1385,8 @@ void ws_server_stop_accepting(struct ws_server *srv)
     if (!srv)
         return;
     srv->accepting = false;
-    if (srv->tcp) {
-        if (srv->d->fds_in_use > 0)
-            srv->d->fds_in_use--;
-        uv_close((uv_handle_t *)srv->tcp, wss_on_listener_closed);
-        srv->tcp = NULL;
-    }
+    td_server_listener_close(srv->d, srv->tcp);
+    srv->tcp = NULL;
     /* Handshakes in progress are refused; idle tunnels close now. */
     for (q = srv->handshakes.next; q != &srv->handshakes;) {
         struct wss_hs *hs = td_container_of(q, struct wss_hs, node);
