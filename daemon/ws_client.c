@@ -1335,6 +1335,8 @@ int ws_client_create(struct td_daemon *d, const struct cfg_tunnel *cfg, struct w
         return r;
     }
     {
+        /* The test suite's only way to prove that the request rebuild fails
+         * closed: it can only make every open fail, never weaken a check. */
         const char *tb = getenv("TUNNELD_TEST_WS_CLIENT_BREAK_HANDSHAKE");
         cl->test_break_hack = tb && strcmp(tb, "1") == 0;
     }
