@@ -915,7 +915,11 @@ static void test_ksf_roundtrip(void **state)
     assert_int_equal(count_dir_entries(), 2);
     assert_int_equal(stat(kpath, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
-    assert_in_range(st.st_size, 4 + 1216 + 32, 4 + 1219 + 32);
+    /* A random key's PKCS#8 DER length varies by a few bytes: each INTEGER
+     * (d, p, q, the CRT values) may be a byte shorter, or need a leading
+     * zero.  Around 1217 (the test key's); the exact length is checked by
+     * reading the file back below. */
+    assert_in_range(st.st_size, 4 + 1205 + 32, 4 + 1225 + 32);
     assert_int_equal(stat(upath, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
     assert_int_equal(st.st_size, 2 + 6 + 256 + 294);
