@@ -755,10 +755,15 @@ static void wss_on_msg(struct ws_tun *t, const struct wstan_msg *m, const struct
     case WSTAN_ACT_REPLY_RST: /* the client reset us: drop the target */
         wss_target_close(s);
         wss_udp_close_all(s);
-        return;
+        break;
+    case WSTAN_ACT_RESET_DONE:
+        break;
     default:
         return;
     }
+    /* Idle again.  While draining, an idle tunnel has nothing left to do. */
+    if (!s->srv->accepting && ws_tun_state(t) == WSTAN_IDLE)
+        ws_tun_close_after_queue(t, WSTAN_CLOSE_NORMAL, "shutting down");
 }
 
 static void wss_on_drain(struct ws_tun *t)

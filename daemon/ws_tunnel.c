@@ -60,6 +60,8 @@ struct ws_tun {
     bool closed_told; /* on_closed has run */
     const char *why;  /* for on_closed */
     bool peer_ack;    /* the peer is tunneld: connect acknowledgements */
+    int close_after;  /* ws_tun_close_after_queue(): code, once the queue is out */
+    const char *close_after_why;
 
     uv_timer_t timer; /* pings */
     bool pooled;
@@ -165,6 +167,18 @@ void ws_tun_close(struct ws_tun *t, int code, const char *why)
     lws_close_reason(t->wsi, (enum lws_close_status)code, NULL, 0);
     /* lws closes from a callback that returns -1: the next writeable one. */
     lws_callback_on_writable(t->wsi);
+}
+
+void ws_tun_close_after_queue(struct ws_tun *t, int code, const char *why)
+{
+    if (t->closing)
+        return;
+    if (!t->q_head) {
+        ws_tun_close(t, code, why);
+        return;
+    }
+    t->close_after = code;
+    t->close_after_why = why;
 }
 
 /* A protocol error from the peer: logged once, then close with code. */
@@ -498,6 +512,8 @@ int ws_tun_on_writable(struct ws_tun *t)
     }
     if (t->q_head)
         lws_callback_on_writable(t->wsi);
+    else if (t->close_after)
+        ws_tun_close(t, t->close_after, t->close_after_why);
     if (above && t->q_data <= WS_TUN_SEND_CAP / 2 && t->cbs->on_drain) {
         t->cbs->on_drain(t);
         if (t->closing)

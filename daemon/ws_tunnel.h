@@ -91,6 +91,8 @@ void ws_tun_rx_pause(struct ws_tun *t, bool pause);
 void ws_tun_set_pooled(struct ws_tun *t, bool pooled);
 /* Close the WebSocket with a code (1000, 3000, 3001...); on_closed follows. */
 void ws_tun_close(struct ws_tun *t, int code, const char *why);
+/* The same, once every queued message (an RST reply, say) is out. */
+void ws_tun_close_after_queue(struct ws_tun *t, int code, const char *why);
 
 /* ---- glue from the owner's lws callback ----------------------------------- */
 /* LWS_CALLBACK_{CLIENT_,}RECEIVE: returns nonzero when lws must close. */

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -468,6 +469,50 @@ class WstanServerTest(unittest.TestCase):
             raw.send_dat(b"still here")
             self.echo_roundtrip(raw, b"still here")
         self.assertTrue(self.d.alive())
+
+
+@unittest.skipUnless(have_openssl(), "needs the openssl command")
+class WstanDrainTest(unittest.TestCase):
+    """SIGTERM: the server stops accepting, a tunnel in use keeps working,
+    and once its request ends (the RST exchange) the tunnel is closed and
+    the daemon exits, long before drain_timeout."""
+
+    def test_drain_finishes_the_request_then_exits(self):
+        h.require_binaries()
+        echo = h.TcpEcho()
+        d = None
+        try:
+            d = h.Daemon(h.make_config(
+                [], limits={"drain_timeout": "20s"},
+                servers=[{"name": "ws-in", "protocol": "wstan", "listen": "127.0.0.1:0",
+                          "keys": [KEY_B64]}]))
+            port = d.server_port("ws-in")
+            with RawWstan(port) as raw:
+                status, _, _ = raw.handshake(req_msg(raw.up, raw.key, "127.0.0.1", echo.port,
+                                                     b"before"))
+                self.assertTrue(status.startswith("HTTP/1.1 101"), status)
+                got = raw.read_msg()
+                self.assertEqual(got, (0x01, b"before"))
+                d.signal(signal.SIGTERM)
+                d.wait_log(r"stopping: draining 0 connections and 1 tunnels", timeout=5)
+                with self.assertRaises(OSError):
+                    h.tcp_connect(port, timeout=1).close()
+                raw.send_dat(b"during the drain")
+                self.assertEqual(raw.read_msg(), (0x01, b"during the drain"))
+                t0 = time.monotonic()
+                raw.send_rst()
+                self.assertEqual(raw.read_msg()[0], 0x02)
+                # Then the tunnel closes (the close frame may be cut short by
+                # the daemon's own exit, which follows at once).
+                try:
+                    self.assertEqual(raw.close_code(), 1000)
+                except EOFError:
+                    pass
+            d.proc.wait(timeout=h.scaled(5))
+            self.assertLess(time.monotonic() - t0, h.scaled(5))
+            self.assertEqual(d.proc.returncode, 0)
+        finally:
+            h.stop_all((d,), (echo,))
 
 
 if __name__ == "__main__":
