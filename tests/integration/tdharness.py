@@ -602,6 +602,35 @@ def socks5_open(proxy_port, host, port, auth=None, timeout=10.0):
     return s
 
 
+def socks5_http_get(proxy_port, origin, path, timeout=30.0):
+    """GET path from origin (an HttpOrigin) through the SOCKS5 proxy, with
+    HTTP/1.0; returns the body, raises AssertionError unless 200."""
+    s = socks5_open(proxy_port, "127.0.0.1", origin.port, timeout=scaled(timeout))
+    with s:
+        s.sendall(("GET %s HTTP/1.0\r\nHost: %s\r\n\r\n" % (path, origin.hostport)).encode())
+        status, _, _, body = read_http_response(s, timeout=scaled(timeout))
+    if status != 200:
+        raise AssertionError("HTTP status %d for %s" % (status, path))
+    return body
+
+
+class SockOwner:
+    """Mixin for test clients that own self.sock: close() and `with`."""
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+        return False
+
+
 def udp_encode(host, port, data, frag=0):
     return b"\x00\x00" + bytes([frag]) + socks_encode_addr(host, port) + data
 

@@ -57,17 +57,6 @@ class TcpPusher(h._TcpServer):
         self._stop.wait(120)
 
 
-def socks_http_get(proxy_port, origin, path, timeout=30.0):
-    """GET path from origin through SOCKS5 with HTTP/1.0; returns the body."""
-    s = h.socks5_open(proxy_port, "127.0.0.1", origin.port, timeout=h.scaled(timeout))
-    with s:
-        s.sendall(("GET %s HTTP/1.0\r\nHost: %s\r\n\r\n" % (path, origin.hostport)).encode())
-        status, _, _, body = h.read_http_response(s, timeout=h.scaled(timeout))
-    if status != 200:
-        raise AssertionError("HTTP status %d for %s" % (status, path))
-    return body
-
-
 def tunnel_yaml(name, port, key_file, **extra):
     t = {"name": name, "protocol": "jproxy", "server": "127.0.0.1:%d" % port,
          "key_file": key_file}
@@ -424,7 +413,7 @@ class JproxyTest(unittest.TestCase):
         ups0 = len(re.findall(r"tunnel jp up to ", cli_log0))
         lost0 = len(re.findall(r"tunnel jp to .* lost", cli_log0))
         # Warm up, then take the baseline RSS.
-        socks_http_get(self.cli.port("socks"), self.origin, "/bytes?n=1000&seed=warm")
+        h.socks5_http_get(self.cli.port("socks"), self.origin, "/bytes?n=1000&seed=warm")
         rss0 = self.cli.rss_kib()
         srv_log_start = len(self.srv.log_text())
 
@@ -548,7 +537,7 @@ class JproxyTest(unittest.TestCase):
     # --- restart -----------------------------------------------------------
     def test_server_restart_client_reconnects(self):
         cls = type(self)
-        socks_http_get(self.cli.port("socks"), self.origin, "/bytes?n=100&seed=pre")
+        h.socks5_http_get(self.cli.port("socks"), self.origin, "/bytes?n=100&seed=pre")
         ups0 = len(re.findall(r"tunnel jp up to ", self.cli.log_text()))
         port = cls.srv_port
         old = cls.srv

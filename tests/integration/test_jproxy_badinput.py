@@ -113,7 +113,7 @@ def msg_disconnect(cid):
     return struct.pack("!BHB", KIND_DISCONNECT, cid, 4)
 
 
-class RawJp:
+class RawJp(h.SockOwner):
     """A raw jProxy v3 client socket (Java-compatible: minor version 0, so
     no tunneld extensions)."""
 
@@ -121,19 +121,6 @@ class RawJp:
         self.sock = h.tcp_connect(port, timeout=h.scaled(timeout))
         self.local_port = self.sock.getsockname()[1]
         self.key = None
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
-        return False
 
     def hello(self, minor=0):
         self.sock.sendall(MAGIC + bytes([3, minor]))

@@ -141,16 +141,6 @@ def client_listeners(route):
             {"name": "mixed", "type": "mixed", "route": route}]
 
 
-def socks_get(proxy_port, origin, path, timeout=20.0):
-    s = h.socks5_open(proxy_port, "127.0.0.1", origin.port, timeout=h.scaled(timeout))
-    with s:
-        s.sendall(("GET %s HTTP/1.0\r\nHost: %s\r\n\r\n" % (path, origin.hostport)).encode())
-        status, _, _, body = h.read_http_response(s, timeout=h.scaled(timeout))
-    if status != 200:
-        raise AssertionError("HTTP status %d for %s" % (status, path))
-    return body
-
-
 def fetch_check(tc, args, n, seed, timeout=30):
     rc, sha, got, err = h.curl_sha256(args, timeout=timeout)
     tc.assertEqual(rc, 0, "curl failed: %s (%r)" % (err, args))
@@ -624,7 +614,7 @@ class StockPeerTest(unittest.TestCase):
                 tunnels=[tunnel_yaml("ws", "ws://127.0.0.1:%d/" % srv.port, K16)],
                 log_level="debug"))
             for i in range(6):
-                body = socks_get(cli.port("socks"), self.origin, "/bytes?n=3000&seed=sp%d" % i)
+                body = h.socks5_http_get(cli.port("socks"), self.origin, "/bytes?n=3000&seed=sp%d" % i)
                 self.assertEqual(body, h.gen_bytes(3000, "sp%d" % i))
                 time.sleep(0.1)
             self.assertLessEqual(srv.accepted, 2, "the pool is not used")
@@ -656,7 +646,7 @@ class StockPeerTest(unittest.TestCase):
                 self.assertTrue(out.endswith("\n502"), out[-300:])
                 self.assertIn("connect to 127.0.0.1:%d" % port, out)
                 self.assertIn("refused", out.lower())
-            body = socks_get(cli.port("socks"), self.origin, "/bytes?n=100&seed=after")
+            body = h.socks5_http_get(cli.port("socks"), self.origin, "/bytes?n=100&seed=after")
             self.assertEqual(body, h.gen_bytes(100, "after"))
             if ack:
                 # A pooled tunnel that dies on reuse: the request is retried
@@ -664,7 +654,7 @@ class StockPeerTest(unittest.TestCase):
                 # the client's first bytes are already out: no retry.)
                 time.sleep(0.2)
                 srv.drop_reuse = 1
-                body = socks_get(cli.port("socks"), self.origin, "/bytes?n=200&seed=retry")
+                body = h.socks5_http_get(cli.port("socks"), self.origin, "/bytes?n=200&seed=retry")
                 self.assertEqual(body, h.gen_bytes(200, "retry"))
                 self.assertEqual(srv.drop_reuse, 0, "the pooled tunnel was not used")
             echo = h.UdpEcho()
@@ -688,17 +678,17 @@ class StockPeerTest(unittest.TestCase):
                 [{"name": "socks", "type": "socks5", "route": "ws"}],
                 tunnels=[tunnel_yaml("ws", "ws://127.0.0.1:%d/" % srv.port, K16,
                                      pool={"size": 4, "max_idle": "1s"})], log_level="debug"))
-            socks_get(cli.port("socks"), self.origin, "/bytes?n=10&seed=e1")
+            h.socks5_http_get(cli.port("socks"), self.origin, "/bytes?n=10&seed=e1")
             cli.wait_log(r"tunnel ws #1: idle, pooled")
             cli.wait_log(r"ws connection #1 to \S+ closed", timeout=3)
-            socks_get(cli.port("socks"), self.origin, "/bytes?n=10&seed=e2")
+            h.socks5_http_get(cli.port("socks"), self.origin, "/bytes?n=10&seed=e2")
             cli.wait_log(r"ws connection #2 to \S+ open")
             cli0 = h.Daemon(h.make_config(
                 [{"name": "socks", "type": "socks5", "route": "ws"}],
                 tunnels=[tunnel_yaml("ws", "ws://127.0.0.1:%d/" % srv.port, K16,
                                      pool={"size": 0})], log_level="debug"))
             for i in range(3):
-                socks_get(cli0.port("socks"), self.origin, "/bytes?n=10&seed=d%d" % i)
+                h.socks5_http_get(cli0.port("socks"), self.origin, "/bytes?n=10&seed=d%d" % i)
             cli0.wait_log(r"ws connection #3 to \S+ closed")
             self.assertNotIn("pooled", cli0.log_text())
         finally:
@@ -723,7 +713,7 @@ class StockPeerTest(unittest.TestCase):
                                      tls={"ca": cert, "sni": "localhost"},
                                      http_proxy="127.0.0.1:%d" % proxy.port)]))
             for i in range(3):
-                body = socks_get(cli.port("socks"), self.origin, "/bytes?n=5000&seed=wp%d" % i)
+                body = h.socks5_http_get(cli.port("socks"), self.origin, "/bytes?n=5000&seed=wp%d" % i)
                 self.assertEqual(body, h.gen_bytes(5000, "wp%d" % i))
             self.assertEqual(proxy.targets[0], ("127.0.0.1", srv.port))
             # Another CA: the certificate must be refused.
@@ -825,12 +815,12 @@ class WstanTest(unittest.TestCase):
 
     # --- the pool --------------------------------------------------------
     def test_pool_reuse(self):
-        socks_get(self.cli.port("socks"), self.origin, "/bytes?n=10&seed=warm")
+        h.socks5_http_get(self.cli.port("socks"), self.origin, "/bytes?n=10&seed=warm")
         time.sleep(0.2)
         before = self.opens()
         reused0 = len(re.findall(r"tunnel ws #\d+: reused", self.cli.log_text()))
         for i in range(10):
-            body = socks_get(self.cli.port("socks"), self.origin, "/bytes?n=1000&seed=p%d" % i)
+            body = h.socks5_http_get(self.cli.port("socks"), self.origin, "/bytes?n=1000&seed=p%d" % i)
             self.assertEqual(body, h.gen_bytes(1000, "p%d" % i))
             time.sleep(0.1)  # let the RST exchange finish
         opened = self.opens() - before
@@ -859,7 +849,7 @@ class WstanTest(unittest.TestCase):
     # --- load --------------------------------------------------------------
     def test_200_concurrent(self):
         def one(i):
-            body = socks_get(self.cli.port("socks"), self.origin,
+            body = h.socks5_http_get(self.cli.port("socks"), self.origin,
                              "/bytes?n=%d&seed=c%d" % (2000 + i, i), timeout=40)
             return body == h.gen_bytes(2000 + i, "c%d" % i)
         with ThreadPoolExecutor(200) as ex:
@@ -869,12 +859,12 @@ class WstanTest(unittest.TestCase):
     # --- resilience (last: it replaces the server) ---------------------------
     def test_zz_server_restart_with_warm_pool(self):
         for i in range(3):
-            socks_get(self.cli.port("socks"), self.origin, "/bytes?n=10&seed=w%d" % i)
+            h.socks5_http_get(self.cli.port("socks"), self.origin, "/bytes?n=10&seed=w%d" % i)
         time.sleep(0.3)
         old = type(self).srv
         old.stop()
         type(self).srv = self.start_server("127.0.0.1:%d" % self.srv_port)
-        body = socks_get(self.cli.port("socks"), self.origin, "/bytes?n=4321&seed=after")
+        body = h.socks5_http_get(self.cli.port("socks"), self.origin, "/bytes?n=4321&seed=after")
         self.assertEqual(body, h.gen_bytes(4321, "after"))
 
 

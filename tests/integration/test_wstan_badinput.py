@@ -96,7 +96,7 @@ def ws_frame(opcode, payload, fin=True):
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
-class RawWstan:
+class RawWstan(h.SockOwner):
     """A wstan client socket: handshake, messages, close."""
 
     def __init__(self, port, key_b64=KEY_B64, compat=False, protocol=None, path="/"):
@@ -119,19 +119,6 @@ class RawWstan:
         self.down = Stream(self.key, ns)
         self.sock = h.tcp_connect(port, timeout=h.scaled(10))
         self.buf = b""
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
-        return False
 
     def handshake_bytes(self, first):
         path = self.path + base64.urlsafe_b64encode(first).decode()
