@@ -1219,6 +1219,9 @@ static int wss_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
             return -1;
         if (srv->cfg->tls_cert) {
             pss->a = srv->accepting ? wss_check_lws(srv, wsi) : NULL;
+            /* As on plain ws://, a refusal is a 400 and nothing more. */
+            if (!pss->a && lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, NULL) != 0)
+                return -1;
         } else {
             pss->a = wss_find_adopt(srv, wsi);
         }
@@ -1260,12 +1263,17 @@ static int wss_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
             }
         }
         return 0;
-    case LWS_CALLBACK_HTTP:
-        /* Native wss without an upgrade: the stock status page. */
-        if (lws_write(wsi, (unsigned char *)wss_status_page, strlen(wss_status_page),
-                      LWS_WRITE_HTTP_FINAL) < 0)
+    case LWS_CALLBACK_HTTP: {
+        /* Native wss without an upgrade: the stock status page.  lws_write()
+         * needs LWS_PRE bytes of headroom before what it sends. */
+        uint8_t buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start;
+        uint8_t *end = buf + sizeof(buf) - 1;
+        if (lws_add_http_common_headers(wsi, HTTP_STATUS_OK, "text/html; charset=UTF-8", 0, &p,
+                                        end) != 0 ||
+            lws_finalize_write_http_header(wsi, start, &p, end) != 0)
             return -1;
         return lws_http_transaction_completed(wsi) ? -1 : 0;
+    }
     default:
         return 0;
     }

@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -500,6 +501,66 @@ class WstanDrainTest(unittest.TestCase):
             self.assertEqual(d.proc.returncode, 0)
         finally:
             h.stop_all((d,), (echo,))
+
+
+@unittest.skipUnless(have_openssl(), "needs the openssl command")
+class WstanNativeTlsTest(unittest.TestCase):
+    """Native wss:// (libwebsockets parses these handshakes): a plain HTTPS
+    request gets the status page, a bad handshake a 400, and the daemon
+    keeps serving (a status-page request once crashed it)."""
+
+    @classmethod
+    def setUpClass(cls):
+        h.require_binaries()
+        cls.tmp = tempfile.mkdtemp(prefix="tunneld-wss-")
+        cls.cert, key = os.path.join(cls.tmp, "c.pem"), os.path.join(cls.tmp, "k.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out",
+                        cls.cert, "-days", "2", "-subj", "/CN=localhost"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
+                       timeout=30)
+        cls.d = None
+        try:
+            cls.d = h.Daemon(h.make_config(
+                [], servers=[{"name": "ws-tls", "protocol": "wstan", "listen": "127.0.0.1:0",
+                              "keys": [KEY_B64], "tls": {"cert": cls.cert, "key": key}}]))
+        except BaseException:
+            h.stop_all((cls.d,), (), (cls.tmp,))
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        h.stop_all((cls.d,), (), (cls.tmp,))
+
+    def tls_exchange(self, request):
+        ctx = ssl.create_default_context(cafile=self.cert)
+        ctx.check_hostname = False
+        raw = h.tcp_connect(self.d.server_port("ws-tls"))
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(request)
+            out = b""
+            s.settimeout(h.scaled(5))
+            try:
+                while b"\r\n\r\n" not in out:
+                    b = s.recv(4096)
+                    if not b:
+                        break
+                    out += b
+            except (socket.timeout, ssl.SSLError, ConnectionResetError):
+                pass
+            return out
+
+    def test_status_page_bad_handshake_and_still_alive(self):
+        for _ in range(3):
+            out = self.tls_exchange(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            self.assertTrue(out.startswith(b"HTTP/1.1 200"), out[:80])
+            out = self.tls_exchange(
+                b"GET /AAAA HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                b"Sec-WebSocket-Version: 13\r\n\r\n")
+            self.assertRegex(out[:40], rb"^HTTP/1\.[01] 400")
+        self.assertTrue(self.d.alive())
+        self.d.wait_log(r"server ws-tls: refused handshake from 127\.0\.0\.1", timeout=5)
 
 
 if __name__ == "__main__":
