@@ -59,7 +59,7 @@ struct cfg_item_state {
     yaml_mark_t name_mark;   /* its name value */
     yaml_mark_t auth_mark;   /* its auth value (listeners) */
     bool type_ok;            /* its type parsed (listeners) */
-    bool acl_bad;            /* its allow or deny list had an error (listeners) */
+    bool acl_bad;            /* its allow or deny list had an error */
     bool route_set;          /* its route was written (listeners) */
     yaml_mark_t route_mark;  /* its route value (listeners) */
     yaml_mark_t proto_mark;  /* its protocol value (tunnels, servers) */
@@ -940,22 +940,29 @@ static bool cfg_cidr_list(struct cfg_ctx *ctx, yaml_node_t *val, bool empty_ok,
     return ok;
 }
 
+/* The item whose allow/deny is being read: a listener, or the current
+ * tunnel or server. */
+static struct cfg_item_state *cfg_rules_state(struct cfg_ctx *ctx, void *obj)
+{
+    return ctx->cur ? ctx->cur : cfg_lstate(ctx, obj);
+}
+
 static void cfg_f_allow(struct cfg_ctx *ctx, const struct cfg_field *f, yaml_node_t *key,
                         yaml_node_t *val, void *obj)
 {
-    struct cfg_listener *l = obj;
+    struct cfg_rules *r = (struct cfg_rules *)(void *)((char *)obj + f->off);
 
-    if (!cfg_cidr_list(ctx, val, false, &l->allow, &l->n_allow))
-        cfg_lstate(ctx, l)->acl_bad = true;
+    if (!cfg_cidr_list(ctx, val, false, &r->allow, &r->n_allow))
+        cfg_rules_state(ctx, obj)->acl_bad = true;
 }
 
 static void cfg_f_deny(struct cfg_ctx *ctx, const struct cfg_field *f, yaml_node_t *key,
                        yaml_node_t *val, void *obj)
 {
-    struct cfg_listener *l = obj;
+    struct cfg_rules *r = (struct cfg_rules *)(void *)((char *)obj + f->off);
 
-    if (!cfg_cidr_list(ctx, val, true, &l->deny, &l->n_deny))
-        cfg_lstate(ctx, l)->acl_bad = true;
+    if (!cfg_cidr_list(ctx, val, true, &r->deny, &r->n_deny))
+        cfg_rules_state(ctx, obj)->acl_bad = true;
 }
 
 static const struct cfg_field cfg_listener_fields[] = {
@@ -974,8 +981,10 @@ static const struct cfg_field cfg_listener_fields[] = {
     [CFG_L_TARGET] = {.key = "target",
                       .fn = cfg_f_target,
                       .off = offsetof(struct cfg_listener, target)},
-    [CFG_L_ALLOW] = {.key = "allow", .fn = cfg_f_allow},
-    [CFG_L_DENY] = {.key = "deny", .fn = cfg_f_deny},
+    [CFG_L_ALLOW] = {.key = "allow",
+                     .fn = cfg_f_allow,
+                     .off = offsetof(struct cfg_listener, rules)},
+    [CFG_L_DENY] = {.key = "deny", .fn = cfg_f_deny, .off = offsetof(struct cfg_listener, rules)},
 };
 
 /* ---- lists --------------------------------------------------------------------------- */
@@ -1117,7 +1126,7 @@ static void cfg_listener_check(struct cfg_ctx *ctx, yaml_node_t *item, struct cf
      * never carry a connection.  (Names are checked once resolved.) */
     if (st->type_ok && l->type == CFG_LISTENER_FORWARD && l->has_target && !st->acl_bad &&
         l->target.kind != TD_HOST_NAME &&
-        !cfg_listener_allows(l, l->target.kind == TD_HOST_IPV4 ? 4 : 6, l->target.ip)) {
+        !cfg_rules_allow(&l->rules, l->target.kind == TD_HOST_IPV4 ? 4 : 6, l->target.ip)) {
         old = cfg_push_key(ctx, "target");
         cfg_error(ctx, seen[CFG_L_TARGET]->start_mark,
                   "the target is refused by this listener's allow/deny rules");
@@ -1671,6 +1680,8 @@ enum {
     CFG_S_TIMESTAMP_WINDOW,
     CFG_S_USERS_DIR,
     CFG_S_MAX_STREAMS,
+    CFG_S_ALLOW,
+    CFG_S_DENY,
 };
 
 /* cfg_f_server_tls() relies on this order: cert, then key. */
@@ -1729,7 +1740,30 @@ static const struct cfg_field cfg_server_fields[] = {
                            .min = 1,
                            .max = 65535,
                            .only = CFG_JPROXY},
+    /* both */
+    [CFG_S_ALLOW] = {.key = "allow", .fn = cfg_f_allow, .off = offsetof(struct cfg_server, rules)},
+    [CFG_S_DENY] = {.key = "deny", .fn = cfg_f_deny, .off = offsetof(struct cfg_server, rules)},
 };
+
+/* A server with neither allow: nor deny: gets the default deny list. */
+static void cfg_server_default_rules(struct cfg_ctx *ctx, struct cfg_server *sv)
+{
+    static const char *const def[] = {CFG_SERVER_DEFAULT_DENY};
+    size_t n = CFG_ARRAY_SIZE(def);
+
+    sv->rules.deny = calloc(n, sizeof(*sv->rules.deny));
+    if (!sv->rules.deny) {
+        ctx->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (td_cidr_parse(def[i], strlen(def[i]), &sv->rules.deny[i], NULL) != 0) {
+            ctx->oom = true; /* cannot happen: the list is ours */
+            return;
+        }
+    sv->rules.n_deny = n;
+    sv->rules_default = true;
+}
 
 /* "missing required key" for a key that only its protocol requires. */
 static void cfg_require(struct cfg_ctx *ctx, yaml_node_t *item, yaml_node_t *const *seen,
@@ -1856,6 +1890,8 @@ static void cfg_f_servers(struct cfg_ctx *ctx, const struct cfg_field *f, yaml_n
         if (cfg_walk_map(ctx, item, cfg_server_fields, CFG_ARRAY_SIZE(cfg_server_fields), sv,
                          seen)) {
             ctx->sstate[i].users_dir_seen = seen[CFG_S_USERS_DIR] != NULL;
+            if (!seen[CFG_S_ALLOW] && !seen[CFG_S_DENY])
+                cfg_server_default_rules(ctx, sv);
             if (ctx->sstate[i].proto_ok && sv->protocol == CFG_PROTO_WSTAN && !sv->path &&
                 !seen[CFG_S_PATH])
                 sv->path = cfg_strdup(ctx, "/");
@@ -2388,8 +2424,8 @@ void cfg_free(struct td_config *cfg)
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         free(cfg->listeners[i].name);
         free(cfg->listeners[i].route);
-        free(cfg->listeners[i].allow);
-        free(cfg->listeners[i].deny);
+        free(cfg->listeners[i].rules.allow);
+        free(cfg->listeners[i].rules.deny);
     }
     free(cfg->listeners);
     for (size_t i = 0; i < cfg->n_tunnels; i++) {
@@ -2415,6 +2451,8 @@ void cfg_free(struct td_config *cfg)
             free(sv->keys[j]);
         free(sv->keys);
         free(sv->users_dir);
+        free(sv->rules.allow);
+        free(sv->rules.deny);
     }
     free(cfg->servers);
     free(cfg);
@@ -2472,17 +2510,17 @@ const struct cfg_user *cfg_find_user(const struct td_config *cfg, const char *na
     return NULL;
 }
 
-bool cfg_listener_allows(const struct cfg_listener *l, int family, const uint8_t *ip)
+bool cfg_rules_allow(const struct cfg_rules *r, int family, const uint8_t *ip)
 {
     bool allowed;
 
-    if (!l || !ip)
+    if (!r || !ip)
         return false;
-    for (size_t i = 0; i < l->n_deny; i++)
-        if (td_cidr_match(&l->deny[i], family, ip))
+    for (size_t i = 0; i < r->n_deny; i++)
+        if (td_cidr_match(&r->deny[i], family, ip))
             return false;
-    allowed = l->n_allow == 0;
-    for (size_t i = 0; i < l->n_allow && !allowed; i++)
-        allowed = td_cidr_match(&l->allow[i], family, ip);
+    allowed = r->n_allow == 0;
+    for (size_t i = 0; i < r->n_allow && !allowed; i++)
+        allowed = td_cidr_match(&r->allow[i], family, ip);
     return allowed;
 }

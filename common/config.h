@@ -36,6 +36,14 @@ struct cfg_user {
     char *jproxy_user_file; /* NULL when not set; resolved against the config's dir */
 };
 
+/* Target rules ("allow:" and "deny:"): see cfg_rules_allow(). */
+struct cfg_rules {
+    struct td_cidr *allow;
+    size_t n_allow;
+    struct td_cidr *deny;
+    size_t n_deny;
+};
+
 struct cfg_listener {
     char *name;
     enum cfg_listener_type type;
@@ -44,12 +52,8 @@ struct cfg_listener {
     bool has_target;
     char *route; /* "direct" or a tunnel name */
     enum cfg_auth auth;
-    /* Target ACL ("allow:" and "deny:"); NULL and 0 when the key is absent.
-     * See cfg_listener_allows(). */
-    struct td_cidr *allow;
-    size_t n_allow;
-    struct td_cidr *deny;
-    size_t n_deny;
+    /* Target rules; empty (everything allowed) when neither key is set. */
+    struct cfg_rules rules;
 };
 
 enum cfg_protocol {
@@ -109,7 +113,20 @@ struct cfg_server {
     /* jproxy */
     char *users_dir;      /* KSF <HEX>.dat files; NULL when not set */
     uint32_t max_streams; /* per tunnel, default 1024 (status 6 beyond) */
+
+    /* Which targets (and UDP destinations) the server's users may reach,
+     * checked on every resolved address.  Without allow: or deny: the
+     * server gets the default deny list (CFG_SERVER_DEFAULT_DENY). */
+    struct cfg_rules rules;
+    bool rules_default; /* rules is the default list */
 };
+
+/* Loopback, "this network", link-local (which holds the cloud metadata
+ * address 169.254.169.254) and the IPv6 metadata address: what a server's
+ * users may not reach unless the server's own allow:/deny: say otherwise. */
+#define CFG_SERVER_DEFAULT_DENY                                                                    \
+    "127.0.0.0/8", "0.0.0.0/8", "169.254.0.0/16", "::1/128", "::/128", "fe80::/10",                \
+        "fd00:ec2::254/128"
 
 struct cfg_limits {
     uint32_t max_connections;      /* default 20000 */
@@ -180,12 +197,12 @@ const struct cfg_tunnel *cfg_find_tunnel(const struct td_config *cfg, const char
 const char *cfg_auth_name(enum cfg_auth a);
 const struct cfg_user *cfg_find_user(const struct td_config *cfg, const char *name);
 
-/* May l connect to the target address ip (4 bytes when family is 4, 16 when
- * it is 6)?  True when no deny rule matches and either l has no allow rules
- * or one of them matches: deny wins over allow.  IPv4-mapped IPv6 addresses
- * also meet the IPv4 rules (see td_cidr_match()).  The front-ends call this
- * for every resolved address of a target before connecting to it, and for
- * every SOCKS5 UDP datagram.  False when l or ip is NULL. */
-bool cfg_listener_allows(const struct cfg_listener *l, int family, const uint8_t *ip);
+/* May a connection go to the target address ip (4 bytes when family is 4,
+ * 16 when it is 6)?  True when no deny rule matches and either there are no
+ * allow rules or one of them matches: deny wins over allow.  IPv4-mapped
+ * IPv6 addresses also meet the IPv4 rules (see td_cidr_match()).  The
+ * daemon checks every resolved address of a target before connecting to it,
+ * and every UDP datagram's destination.  False when r or ip is NULL. */
+bool cfg_rules_allow(const struct cfg_rules *r, int family, const uint8_t *ip);
 
 #endif

@@ -606,6 +606,8 @@ int jp_connect_status_to_err(uint8_t status)
         return TD_EDNS;
     case JP_CONNECT_LIMIT:
         return TD_ELIMIT;
+    case JP_CONNECT_NOT_ALLOWED:
+        return TD_EACCES;
     default:
         return TD_EPROTO;
     }
@@ -628,6 +630,8 @@ const char *jp_connect_status_str(uint8_t status)
         return "unknown host";
     case JP_CONNECT_LIMIT:
         return "too many connections";
+    case JP_CONNECT_NOT_ALLOWED:
+        return "not allowed by the server's rules";
     default:
         return "unknown status";
     }

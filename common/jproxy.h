@@ -246,6 +246,10 @@ enum jp_connect_status {
     JP_CONNECT_NETUNREACH = 4,
     JP_CONNECT_UNKNOWN_HOST = 5,
     JP_CONNECT_LIMIT = 6,
+    /* Ours, sent only to a tunneld peer (a Java client would drop the
+     * connection on an unknown status; it gets JP_CONNECT_FAILURE): the
+     * server's allow/deny rules refuse the target. */
+    JP_CONNECT_NOT_ALLOWED = 0x70,
 };
 
 /* UDP Associate reply statuses (our extension, see above). */
@@ -256,6 +260,7 @@ enum jp_udp_status {
     JP_UDP_UNKNOWN_HOST = 5,
     JP_UDP_LIMIT = 6,
     JP_UDP_FAILURE = 7,
+    JP_UDP_NOT_ALLOWED = 0x70, /* the server's rules refuse the destination */
 };
 
 enum jp_disconnect_reason {

@@ -716,7 +716,7 @@ void conn_connect(struct conn *c, const char *host, uint16_t port)
         struct sockaddr_storage ss;
         if ((uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) == 0 ||
              uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) == 0) &&
-            !td_sockaddr_allowed(c->l->cfg, (struct sockaddr *)&ss)) {
+            !td_sockaddr_allowed(&c->l->cfg->rules, (struct sockaddr *)&ss)) {
             c->fe->on_connect_failed(c, TD_EACCES);
             return;
         }
@@ -726,7 +726,7 @@ void conn_connect(struct conn *c, const char *host, uint16_t port)
     uv_timer_stop(&c->timer); /* the dial has its own DNS and connect deadlines */
     opts.dns_timeout_ms = c->d->cfg->limits.dns_timeout_ms;
     opts.connect_timeout_ms = c->d->cfg->limits.connect_timeout_ms;
-    opts.acl = c->l->cfg;
+    opts.rules = &c->l->cfg->rules;
     c->dial = td_dial_start(c->d, host, port, &opts, on_conn_dialed, c);
     if (!c->dial)
         c->fe->on_connect_failed(c, TD_ENOMEM);

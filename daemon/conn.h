@@ -122,9 +122,12 @@ struct conn {
     const struct frontend *fe;
     int fe_state;
 
-    /* Handshake bytes from the client, grown on demand up to hs_max. */
+    /* Handshake bytes from the client, grown on demand up to hs_max.  A
+     * front-end may keep in hs_scanned how far it has already looked, so
+     * that a head arriving a byte at a time is not parsed again from the
+     * start on every read. */
     uint8_t *hs;
-    size_t hs_len, hs_cap, hs_max;
+    size_t hs_len, hs_cap, hs_max, hs_scanned;
 
     /* Target */
     char target_host[256];

@@ -182,7 +182,7 @@ static void on_dial_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo 
     /* One refused address refuses the target, so a name that resolves to
      * both a public and a private address cannot be used to get through. */
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        if (!td_sockaddr_allowed(dl->opts.acl, ai->ai_addr)) {
+        if (!td_sockaddr_allowed(dl->opts.rules, ai->ai_addr)) {
             dial_finish(dl, TD_EACCES, NULL);
             return;
         }

@@ -27,7 +27,7 @@ typedef void (*td_dial_cb)(void *arg, int status, uv_tcp_t *tcp, uint64_t elapse
 struct td_dial_opts {
     uint64_t dns_timeout_ms;
     uint64_t connect_timeout_ms;
-    const struct cfg_listener *acl; /* allow/deny rules to apply; NULL for none */
+    const struct cfg_rules *rules; /* allow/deny rules to apply; NULL for none */
 };
 
 /* Returns NULL when the dial cannot start (out of memory, or the resolver

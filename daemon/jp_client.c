@@ -900,7 +900,7 @@ static void jpc_connect(struct jp_client *cl)
     struct td_dial_opts o;
     o.dns_timeout_ms = cl->d->cfg->limits.dns_timeout_ms;
     o.connect_timeout_ms = cl->d->cfg->limits.connect_timeout_ms;
-    o.acl = NULL;
+    o.rules = NULL; /* our own server: the config names it */
     jpc_set_state(cl, JPC_DIALING);
     cl->dial = td_dial_start(cl->d, cl->cfg->jp_server.host, cl->cfg->jp_server.port, &o,
                              on_tunnel_dialed, cl);

@@ -137,7 +137,6 @@ struct jps_assoc {
     uv_getaddrinfo_t gai;
     bool udp_open;
     uv_udp_t udp;
-    uint16_t local_port;
     uint64_t deadline; /* resolver */
     uint64_t last_active;
 };
@@ -522,10 +521,18 @@ static void jpss_on_dialed(void *arg, int status, uv_tcp_t *tcp, uint64_t elapse
     }
     if (status != 0) {
         uint16_t time_ms = status == TD_EDNS ? JP_TIME_UNKNOWN : jp_time_clamp(elapsed_ms);
-        LOG_DEBUG("jproxy", "%s stream %u: connect to %s: %s", t->label, s->ls.id, s->target,
-                  td_strerror(status));
+        uint8_t st = jp_connect_status_from_err(status);
+        if (status == TD_EACCES) {
+            LOG_INFO("jproxy", "%s stream %u: target %s refused by the server's rules", t->label,
+                     s->ls.id, s->target);
+            if (t->extensions)
+                st = JP_CONNECT_NOT_ALLOWED;
+        } else {
+            LOG_DEBUG("jproxy", "%s stream %u: connect to %s: %s", t->label, s->ls.id, s->target,
+                      td_strerror(status));
+        }
         /* After a failure status the id is free on both sides. */
-        jpt_reply_connect(t, s->ls.id, jp_connect_status_from_err(status), time_ms);
+        jpt_reply_connect(t, s->ls.id, st, time_ms);
         jpss_drop(s, conn_end_reason(status));
         return;
     }
@@ -592,7 +599,7 @@ static void jpt_tcp_connect(struct jps_tunnel *t, const struct jp_msg *m)
 
     opts.dns_timeout_ms = t->d->cfg->limits.dns_timeout_ms;
     opts.connect_timeout_ms = t->d->cfg->limits.connect_timeout_ms;
-    opts.acl = NULL;
+    opts.rules = &t->srv->cfg->rules;
     s->dial = td_dial_start(t->d, host, m->addr.port, &opts, jpss_on_dialed, s);
     if (!s->dial) {
         jpt_reply_connect(t, m->id, JP_CONNECT_FAILURE, JP_TIME_UNKNOWN);
@@ -772,16 +779,27 @@ static void jpa_open(struct jps_assoc *a, const struct sockaddr *remote)
     struct sockaddr_storage any, bound;
     int r, len = sizeof(bound);
 
+    if (!td_sockaddr_allowed(&t->srv->cfg->rules, remote)) {
+        char shown[80];
+        LOG_INFO("jproxy", "%s association %u: destination %s refused by the server's rules",
+                 t->label, a->id, td_sockaddr_str(remote, shown, sizeof(shown)));
+        jpt_reply_assoc(t, a->id, JP_UDP_NOT_ALLOWED, 0);
+        jpa_close(a, false);
+        return;
+    }
     if (!daemon_fds_available(t->d, 1)) {
         jpt_reply_assoc(t, a->id, JP_UDP_FAILURE, 0);
         jpa_close(a, false);
         return;
     }
+    /* The client's local-port hint is ignored: which port of this host a
+     * tunnel user binds is not theirs to choose (a privileged or a
+     * service's port, say).  An ephemeral port is always used. */
     memset(&any, 0, sizeof(any));
     if (remote->sa_family == AF_INET6)
-        r = uv_ip6_addr("::", a->local_port, (struct sockaddr_in6 *)&any);
+        r = uv_ip6_addr("::", 0, (struct sockaddr_in6 *)&any);
     else
-        r = uv_ip4_addr("0.0.0.0", a->local_port, (struct sockaddr_in *)&any);
+        r = uv_ip4_addr("0.0.0.0", 0, (struct sockaddr_in *)&any);
     if (r == 0)
         r = uv_udp_init_ex(t->d->loop, &a->udp, remote->sa_family);
     if (r < 0) {
@@ -854,7 +872,6 @@ static void jpt_udp_associate(struct jps_tunnel *t, const struct jp_msg *m)
     a->id = m->id;
     a->st = JPA_RESOLVING;
     a->in_table = true;
-    a->local_port = m->local_port;
     a->gai.data = a;
     td_queue_insert_tail(&t->all_assocs, &a->node);
     t->n_assocs++;

@@ -79,16 +79,15 @@ const char *td_sockaddr_str(const struct sockaddr *sa, char *out, size_t cap)
     return td_hostport_format(out, cap, ip, a.port);
 }
 
-bool td_sockaddr_allowed(const struct cfg_listener *l, const struct sockaddr *sa)
+bool td_sockaddr_allowed(const struct cfg_rules *r, const struct sockaddr *sa)
 {
-    if (!l || (l->n_allow == 0 && l->n_deny == 0))
+    if (!r || (r->n_allow == 0 && r->n_deny == 0))
         return true;
     if (sa->sa_family == AF_INET)
-        return cfg_listener_allows(l, 4,
-                                   (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr);
+        return cfg_rules_allow(r, 4, (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr);
     if (sa->sa_family == AF_INET6)
-        return cfg_listener_allows(l, 6,
-                                   (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr);
+        return cfg_rules_allow(r, 6,
+                               (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr);
     return false;
 }
 

@@ -17,9 +17,9 @@ int socks5_addr_host(const struct socks5_addr *a, char *out, size_t cap);
 /* "ip:port" / "[ip]:port" of a socket address. */
 const char *td_sockaddr_str(const struct sockaddr *sa, char *out, size_t cap);
 uint8_t socks5_rep_for_error(int err);
-/* Do the listener's allow/deny rules let this address through?  A NULL
- * listener allows everything. */
-bool td_sockaddr_allowed(const struct cfg_listener *l, const struct sockaddr *sa);
+/* Do these allow/deny rules let this address through?  NULL rules allow
+ * everything; an address that is neither IPv4 nor IPv6 is refused. */
+bool td_sockaddr_allowed(const struct cfg_rules *r, const struct sockaddr *sa);
 
 /* The socket address to bind for a listen address from the config.  An IP
  * literal is converted; a name (say "localhost") is resolved once,

@@ -133,7 +133,7 @@ static void ua_send_to_target(struct udp_assoc *ua, const struct sockaddr *to, c
     uv_udp_t *u;
     uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
     int r;
-    if (!td_sockaddr_allowed(ua->c->l->cfg, to)) {
+    if (!td_sockaddr_allowed(&ua->c->l->cfg->rules, to)) {
         ua->dropped++;
         return;
     }
@@ -384,6 +384,15 @@ static void ua_on_client_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
            from->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
     ua->client_known = true;
     conn_touch(c);
+    if (hdr.addr.atyp != SOCKS5_ATYP_DOMAIN) {
+        /* Literal destinations meet the listener's rules on every route;
+         * names are checked where they are resolved (below, or by the
+         * tunnel server's own rules). */
+        struct sockaddr_storage to;
+        td_socks5_to_sockaddr(&hdr.addr, &to);
+        if (!td_sockaddr_allowed(&c->l->cfg->rules, (struct sockaddr *)&to))
+            goto drop;
+    }
     if (ua->ws) {
         ua_send_via_ws(ua, &hdr.addr, (uint8_t *)buf->base + used, (size_t)nread - used);
     } else if (ua->tunnel) {

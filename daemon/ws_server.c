@@ -502,8 +502,14 @@ static void wss_on_dialed(void *arg, int status, uv_tcp_t *tcp, uint64_t elapsed
     if (status != 0) {
         char reason[340], err[96];
         snprintf(reason, sizeof(reason), "can't connect to %s", s->target);
-        snprintf(err, sizeof(err), "%s", td_strerror(status));
-        LOG_DEBUG("ws", "%s: %s: %s", s->label, reason, err);
+        if (status == TD_EACCES) {
+            /* A tunneld client maps "not allowed" to SOCKS5 0x02 / HTTP 403. */
+            snprintf(err, sizeof(err), "not allowed by the server's rules");
+            LOG_INFO("ws", "%s: target %s refused by the server's rules", s->label, s->target);
+        } else {
+            snprintf(err, sizeof(err), "%s", td_strerror(status));
+            LOG_DEBUG("ws", "%s: %s: %s", s->label, reason, err);
+        }
         free(s->pend);
         s->pend = NULL;
         s->pend_len = 0;
@@ -553,7 +559,7 @@ static void wss_connect(struct wss_sess *s, const struct wstan_addr *a, const ui
     }
     opts.dns_timeout_ms = s->srv->d->cfg->limits.dns_timeout_ms;
     opts.connect_timeout_ms = s->srv->d->cfg->limits.connect_timeout_ms;
-    opts.acl = NULL;
+    opts.rules = &s->srv->cfg->rules;
     s->dial = td_dial_start(s->srv->d, host, a->port, &opts, wss_on_dialed, s);
     if (!s->dial) {
         char reason[340];
@@ -611,6 +617,13 @@ static int wss_udp_open(struct wss_udp *u, const struct sockaddr *sa)
     u->udp.data = u;
     u->s->refs++;
     u->s->srv->d->fds_in_use++;
+    if (!td_sockaddr_allowed(&u->s->srv->cfg->rules, sa)) {
+        char shown[80];
+        /* The flow stays, dropping its datagrams, until the tunnel resets. */
+        LOG_INFO("ws", "%s: UDP destination %s refused by the server's rules", u->s->label,
+                 td_sockaddr_str(sa, shown, sizeof(shown)));
+        return TD_EACCES;
+    }
     r = uv_udp_connect(&u->udp, sa);
     if (r == 0)
         r = uv_udp_recv_start(&u->udp, wss_udp_alloc, wss_udp_on_recv);

@@ -165,7 +165,18 @@ def make_config(listeners, limits=None, users=None, log_level="info", tunnels=No
     if tunnels:
         _yaml_items(out, "tunnels", tunnels)
     if servers:
-        _yaml_items(out, "servers", servers)
+        # The tests' origins listen on loopback, which a server's default
+        # rules refuse: unless a test sets its own allow/deny (or asks for
+        # the defaults with "deny": None), servers here may reach anything.
+        items = []
+        for sv in servers:
+            sv = dict(sv)
+            if "allow" not in sv and "deny" not in sv:
+                sv["deny"] = []
+            if sv.get("deny", ()) is None:
+                del sv["deny"]
+            items.append(sv)
+        _yaml_items(out, "servers", items)
     if not listeners:
         return "\n".join(out) + "\n"
     out.append("listeners:")

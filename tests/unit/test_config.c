@@ -1174,16 +1174,21 @@ static void test_files(void **state)
     cfg_errors_free(&errs);
 }
 
-static bool allows(const struct cfg_listener *l, const char *addr)
+static bool rules_allow(const struct cfg_rules *r, const char *addr)
 {
     uint8_t ip[16];
 
     if (strchr(addr, ':')) {
         assert_int_equal(td_ipv6_parse(addr, strlen(addr), ip), 0);
-        return cfg_listener_allows(l, 6, ip);
+        return cfg_rules_allow(r, 6, ip);
     }
     assert_int_equal(td_ipv4_parse(addr, strlen(addr), ip), 0);
-    return cfg_listener_allows(l, 4, ip);
+    return cfg_rules_allow(r, 4, ip);
+}
+
+static bool allows(const struct cfg_listener *l, const char *addr)
+{
+    return rules_allow(&l->rules, addr);
 }
 
 static void test_acl(void **state)
@@ -1221,17 +1226,17 @@ static void test_acl(void **state)
 
     /* Only deny rules: everything else is allowed. */
     l = &cfg->listeners[0];
-    assert_int_equal(l->n_allow, 0);
-    assert_null(l->allow);
-    assert_int_equal(l->n_deny, 5);
-    assert_int_equal(l->deny[0].family, 4);
-    assert_int_equal(l->deny[0].prefix, 8);
-    assert_int_equal(l->deny[0].ip[0], 127);
-    assert_int_equal(l->deny[2].family, 6);
-    assert_int_equal(l->deny[2].prefix, 128);
-    assert_int_equal(l->deny[2].ip[15], 1);
-    assert_int_equal(l->deny[3].prefix, 10);
-    assert_int_equal(l->deny[4].prefix, 32);
+    assert_int_equal(l->rules.n_allow, 0);
+    assert_null(l->rules.allow);
+    assert_int_equal(l->rules.n_deny, 5);
+    assert_int_equal(l->rules.deny[0].family, 4);
+    assert_int_equal(l->rules.deny[0].prefix, 8);
+    assert_int_equal(l->rules.deny[0].ip[0], 127);
+    assert_int_equal(l->rules.deny[2].family, 6);
+    assert_int_equal(l->rules.deny[2].prefix, 128);
+    assert_int_equal(l->rules.deny[2].ip[15], 1);
+    assert_int_equal(l->rules.deny[3].prefix, 10);
+    assert_int_equal(l->rules.deny[4].prefix, 32);
     assert_false(allows(l, "127.0.0.1"));
     assert_false(allows(l, "127.255.0.9"));
     assert_false(allows(l, "10.20.30.40"));
@@ -1249,8 +1254,8 @@ static void test_acl(void **state)
     /* allow and deny: inside an allow rule and outside every deny rule;
      * deny wins. */
     l = &cfg->listeners[1];
-    assert_int_equal(l->n_allow, 2);
-    assert_int_equal(l->n_deny, 1);
+    assert_int_equal(l->rules.n_allow, 2);
+    assert_int_equal(l->rules.n_deny, 1);
     assert_true(allows(l, "10.0.0.2"));
     assert_true(allows(l, "::ffff:10.9.9.9"));
     assert_false(allows(l, "10.0.0.1"));
@@ -1262,30 +1267,100 @@ static void test_acl(void **state)
 
     /* "deny: []" denies nothing; no rules at all allow everything. */
     l = &cfg->listeners[2];
-    assert_int_equal(l->n_allow, 0);
-    assert_int_equal(l->n_deny, 0);
+    assert_int_equal(l->rules.n_allow, 0);
+    assert_int_equal(l->rules.n_deny, 0);
     assert_true(allows(l, "127.0.0.1"));
     assert_true(allows(l, "::1"));
 
     /* Forward listeners take rules too. */
     l = &cfg->listeners[3];
-    assert_int_equal(l->n_allow, 1);
+    assert_int_equal(l->rules.n_allow, 1);
     assert_true(allows(l, "10.1.2.3"));
     assert_false(allows(l, "10.2.0.1"));
 
     /* Bad arguments are refused. */
-    assert_false(cfg_listener_allows(NULL, 4, l->allow[0].ip));
-    assert_false(cfg_listener_allows(l, 4, NULL));
-    assert_false(cfg_listener_allows(l, 0, l->allow[0].ip));
+    assert_false(cfg_rules_allow(NULL, 4, l->rules.allow[0].ip));
+    assert_false(cfg_rules_allow(&l->rules, 4, NULL));
+    assert_false(cfg_rules_allow(&l->rules, 0, l->rules.allow[0].ip));
     cfg_free(cfg);
 
     /* Every listener without the keys allows every target. */
     cfg = load_ok("t.yaml", BASE);
-    assert_int_equal(cfg->listeners[0].n_allow, 0);
-    assert_int_equal(cfg->listeners[0].n_deny, 0);
+    assert_int_equal(cfg->listeners[0].rules.n_allow, 0);
+    assert_int_equal(cfg->listeners[0].rules.n_deny, 0);
     assert_true(allows(&cfg->listeners[0], "127.0.0.1"));
     assert_true(allows(&cfg->listeners[0], "::"));
     cfg_free(cfg);
+}
+
+/* servers: the same allow/deny keys; without either, a default deny list
+ * keeps tunnel users off the server's loopback, link-local and metadata
+ * addresses. */
+static void test_server_rules(void **state)
+{
+    static const char yaml[] = "version: 1\n"
+                               "servers:\n"
+                               "  - {name: plain, protocol: jproxy, listen: '127.0.0.1:0', "
+                               "users_dir: u}\n"
+                               "  - {name: open, protocol: wstan, listen: '127.0.0.1:0', "
+                               "keys: [AAECAwQFBgcICQoLDA0ODw==], deny: []}\n"
+                               "  - name: lan\n"
+                               "    protocol: jproxy\n"
+                               "    listen: 127.0.0.1:0\n"
+                               "    users_dir: u\n"
+                               "    allow: [10.0.0.0/8, 127.0.0.1]\n";
+    struct td_config *cfg = load_ok("t.yaml", yaml);
+    const struct cfg_rules *r;
+
+    (void)state;
+    assert_int_equal(cfg->n_servers, 3);
+    r = &cfg->servers[0].rules;
+    assert_true(cfg->servers[0].rules_default);
+    assert_int_equal(r->n_allow, 0);
+    assert_false(rules_allow(r, "127.0.0.1"));
+    assert_false(rules_allow(r, "127.9.9.9"));
+    assert_false(rules_allow(r, "0.0.0.0"));
+    assert_false(rules_allow(r, "169.254.169.254"));
+    assert_false(rules_allow(r, "169.254.1.1"));
+    assert_false(rules_allow(r, "::1"));
+    assert_false(rules_allow(r, "::"));
+    assert_false(rules_allow(r, "fe80::1"));
+    assert_false(rules_allow(r, "fd00:ec2::254"));
+    assert_false(rules_allow(r, "::ffff:127.0.0.1"));
+    assert_false(rules_allow(r, "::ffff:169.254.169.254"));
+    assert_true(rules_allow(r, "10.0.0.1"));
+    assert_true(rules_allow(r, "192.168.1.1"));
+    assert_true(rules_allow(r, "8.8.8.8"));
+    assert_true(rules_allow(r, "2001:db8::1"));
+
+    /* deny: [] drops the defaults. */
+    r = &cfg->servers[1].rules;
+    assert_false(cfg->servers[1].rules_default);
+    assert_true(rules_allow(r, "127.0.0.1"));
+    assert_true(rules_allow(r, "169.254.169.254"));
+
+    /* An allow list replaces the defaults too: only what it names. */
+    r = &cfg->servers[2].rules;
+    assert_false(cfg->servers[2].rules_default);
+    assert_true(rules_allow(r, "127.0.0.1"));
+    assert_true(rules_allow(r, "10.1.2.3"));
+    assert_false(rules_allow(r, "127.0.0.2"));
+    assert_false(rules_allow(r, "8.8.8.8"));
+    cfg_free(cfg);
+
+    /* Errors name the server and the item. */
+    EXPECT_ERRORS("version: 1\n"
+                  "servers:\n"
+                  "  - name: s\n"
+                  "    protocol: jproxy\n"
+                  "    listen: 127.0.0.1:0\n"
+                  "    users_dir: u\n"
+                  "    deny: [10.0.0.0/33]\n"
+                  "    allow: []\n",
+                  "t.yaml:7:12: servers[0].deny[0]: invalid address range '10.0.0.0/33': "
+                  "prefix length must be 0-32",
+                  "t.yaml:8:12: servers[0].allow: must not be empty (leave 'allow' out to allow "
+                  "every target)");
 }
 
 static void test_acl_errors(void **state)
@@ -1396,6 +1471,7 @@ int main(void)
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_acl),
         cmocka_unit_test(test_acl_errors),
+        cmocka_unit_test(test_server_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

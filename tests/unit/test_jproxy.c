@@ -833,6 +833,8 @@ static void test_status_helpers(void **state)
         assert_non_null(jp_connect_status_str((uint8_t)s));
         if (s <= 6)
             assert_int_equal(jp_connect_status_from_err(e), s);
+        else if (s == JP_CONNECT_NOT_ALLOWED)
+            assert_int_equal(e, TD_EACCES); /* ours; sent only to tunneld peers */
         else
             assert_int_equal(e, TD_EPROTO);
     }
