@@ -80,6 +80,14 @@ static void daemon_finish(struct td_daemon *d)
              (unsigned long long)d->stat_accepted);
 }
 
+void daemon_fds_freed(struct td_daemon *d)
+{
+    if (d->draining)
+        return;
+    for (size_t i = 0; i < d->n_listeners; i++)
+        listener_try_accept(&d->listeners[i]);
+}
+
 void daemon_conn_gone(struct td_daemon *d)
 {
     if (d->draining) {
@@ -87,8 +95,7 @@ void daemon_conn_gone(struct td_daemon *d)
             daemon_finish(d);
         return;
     }
-    for (size_t i = 0; i < d->n_listeners; i++)
-        listener_try_accept(&d->listeners[i]);
+    daemon_fds_freed(d);
 }
 
 void daemon_server_gone(struct td_daemon *d)

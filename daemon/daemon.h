@@ -77,9 +77,12 @@ struct td_daemon {
 int daemon_run(const struct daemon_opts *opts);
 void daemon_request(struct td_daemon *d, enum daemon_request req);
 
-/* Called by connections when they are freed, and by anything that frees file
- * descriptors, so that paused listeners can resume. */
+/* Called by connections when they are freed, so that a drain can end and
+ * paused listeners can resume. */
 void daemon_conn_gone(struct td_daemon *d);
+/* Descriptors were given back to the budget (d->fds_in_use went down)
+ * outside a connection's end: paused listeners and servers may resume. */
+void daemon_fds_freed(struct td_daemon *d);
 /* Something failed with EMFILE/ENFILE: pause accepting briefly, log once. */
 void daemon_note_emfile(struct td_daemon *d, const char *what);
 bool daemon_fds_available(const struct td_daemon *d, uint64_t n);
