@@ -13,6 +13,7 @@
  * error was found. */
 #include "config.h"
 
+#include "crypto.h"
 #include "error.h"
 #include "log.h"
 
@@ -2053,6 +2054,22 @@ static const struct cfg_field cfg_limits_fields[] = {
      .min = 4 * 1024,
      .max = 64 * 1024 * 1024,
      .msg = "4KiB-64MiB"},
+    {.key = "max_handshakes",
+     .fn = cfg_f_u32,
+     .off = offsetof(struct cfg_limits, max_handshakes),
+     .min = 1,
+     .max = 1000000},
+    {.key = "handshake_memory",
+     .fn = cfg_f_size,
+     .off = offsetof(struct cfg_limits, handshake_memory),
+     .min = 1024 * 1024,
+     .max = 16ull * 1024 * 1024 * 1024,
+     .msg = "1MiB-16GiB"},
+    {.key = "resolver_threads",
+     .fn = cfg_f_u32,
+     .off = offsetof(struct cfg_limits, resolver_threads),
+     .min = 1,
+     .max = 1024},
 };
 
 enum { CFG_R_VERSION, CFG_R_LISTENERS };
@@ -2134,6 +2151,9 @@ static int cfg_defaults(struct cfg_ctx *ctx, struct td_config *cfg, const char *
     cfg->limits.udp_timeout_ms = 60 * 1000;
     cfg->limits.drain_timeout_ms = 10 * 1000;
     cfg->limits.buffer = 64 * 1024;
+    cfg->limits.max_handshakes = 1024;
+    cfg->limits.handshake_memory = 64 * 1024 * 1024;
+    cfg->limits.resolver_threads = 32;
     if (!cfg->path || !cfg->dir || !cfg->log.file || !cfg->control.socket || !cfg->state_dir) {
         ctx->oom = true;
         return TD_ENOMEM;
@@ -2176,6 +2196,15 @@ static void cfg_yaml_error(struct cfg_ctx *ctx, const yaml_parser_t *p, const ch
 
 /* Parse the one document of data.  Returns true with *doc loaded and a root
  * node, or false after recording the reason. */
+/* Scalars may be passwords and keys: wipe them before libyaml frees them. */
+static void cfg_doc_wipe_delete(yaml_document_t *doc)
+{
+    for (yaml_node_t *n = doc->nodes.start; n && n < doc->nodes.top; n++)
+        if (n->type == YAML_SCALAR_NODE)
+            td_wipe(n->data.scalar.value, n->data.scalar.length);
+    yaml_document_delete(doc);
+}
+
 static bool cfg_parse(struct cfg_ctx *ctx, const char *data, size_t len, yaml_document_t *doc)
 {
     yaml_parser_t parser;
@@ -2310,7 +2339,7 @@ static int cfg__load(const char *name, const char *data, size_t len, struct td_c
         cfg_check_cross(&ctx);
 out:
     if (have_doc)
-        yaml_document_delete(&doc);
+        cfg_doc_wipe_delete(&doc);
     rc = cfg_finish(&ctx, rc, errs);
     if (rc == 0) {
         *out = cfg;
@@ -2399,6 +2428,7 @@ int cfg_load_file(const char *path, struct td_config **out, struct cfg_errors *e
 out:
     if (f)
         fclose(f);
+    td_wipe(buf, cap);
     free(buf);
     return rc;
 }
@@ -2416,8 +2446,10 @@ void cfg_free(struct td_config *cfg)
     free(cfg->user);
     for (size_t i = 0; i < cfg->n_users; i++) {
         free(cfg->users[i].name);
-        free(cfg->users[i].password);
-        free(cfg->users[i].wstan_key);
+        /* Secrets are wiped: a freed config (after a reload) must not leave
+         * passwords and keys in the heap. */
+        td_wipe_free_str(cfg->users[i].password);
+        td_wipe_free_str(cfg->users[i].wstan_key);
         free(cfg->users[i].jproxy_user_file);
     }
     free(cfg->users);
@@ -2433,12 +2465,12 @@ void cfg_free(struct td_config *cfg)
         free(t->name);
         free(t->url);
         free(t->path);
-        free(t->key);
+        td_wipe_free_str(t->key);
         free(t->tls_ca);
         free(t->tls_sni);
         free(t->key_file);
         free(t->private_key);
-        free(t->token);
+        td_wipe_free_str(t->token);
     }
     free(cfg->tunnels);
     for (size_t i = 0; i < cfg->n_servers; i++) {
@@ -2448,7 +2480,7 @@ void cfg_free(struct td_config *cfg)
         free(sv->tls_cert);
         free(sv->tls_key);
         for (size_t j = 0; j < sv->n_keys; j++)
-            free(sv->keys[j]);
+            td_wipe_free_str(sv->keys[j]);
         free(sv->keys);
         free(sv->users_dir);
         free(sv->rules.allow);

@@ -138,6 +138,9 @@ struct cfg_limits {
     uint64_t udp_timeout_ms;       /* default 60s: idle UDP association */
     uint64_t drain_timeout_ms;     /* default 10s: on SIGTERM */
     uint64_t buffer;               /* default 64KiB: per-direction high-water mark */
+    uint32_t max_handshakes;       /* default 1024: in progress, per listener or server */
+    uint64_t handshake_memory;     /* default 64MiB: all handshake buffers together */
+    uint32_t resolver_threads;     /* default 32: name lookups in parallel (at start) */
 };
 
 struct cfg_log {

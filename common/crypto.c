@@ -2,7 +2,11 @@
 
 #include "error.h"
 
+#include <mbedtls/platform_util.h>
 #include <mbedtls/sha256.h>
+
+#include <stdlib.h>
+#include <string.h>
 
 bool td_ct_memeq(const void *a, const void *b, size_t len)
 {
@@ -11,6 +15,20 @@ bool td_ct_memeq(const void *a, const void *b, size_t len)
     for (size_t i = 0; i < len; i++)
         acc |= (uint8_t)(x[i] ^ y[i]);
     return acc == 0;
+}
+
+void td_wipe(void *p, size_t n)
+{
+    if (p && n)
+        mbedtls_platform_zeroize(p, n);
+}
+
+void td_wipe_free_str(char *s)
+{
+    if (!s)
+        return;
+    td_wipe(s, strlen(s));
+    free(s);
 }
 
 int td_sha256(const void *data, size_t len, uint8_t out[TD_SHA256_LEN])

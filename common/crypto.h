@@ -18,4 +18,11 @@ bool td_ct_secret_eq(const char *a, size_t alen, const char *b, size_t blen);
 
 int td_sha256(const void *data, size_t len, uint8_t out[TD_SHA256_LEN]);
 
+/* Overwrite n bytes at p with zeros in a way the compiler may not drop (a
+ * buffer that held a key, a password or a token, before it is freed or goes
+ * out of scope).  NULL is fine. */
+void td_wipe(void *p, size_t n);
+/* td_wipe() of a NUL-terminated string, then free(). */
+void td_wipe_free_str(char *s);
+
 #endif

@@ -4,8 +4,8 @@
 
 #include "addr.h"
 #include "crypto.h"
-#include "error.h"
 #include "dial.h"
+#include "error.h"
 #include "log.h"
 #include "netutil.h"
 
@@ -17,8 +17,8 @@
 static const char *const conn_state_names[] = {
     [CONN_HANDSHAKE] = "HANDSHAKE",
 
-    [CONN_CONNECTING] = "CONNECTING", [CONN_RELAY] = "RELAY", [CONN_UDP] = "UDP",
-    [CONN_CLOSING] = "CLOSING",
+    [CONN_CONNECTING] = "CONNECTING", [CONN_RELAY] = "RELAY",     [CONN_UDP] = "UDP",
+    [CONN_REPLYING] = "REPLYING",     [CONN_CLOSING] = "CLOSING",
 };
 
 static void on_relay_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
@@ -33,6 +33,8 @@ void conn_set_state(struct conn *c, enum conn_state st)
 {
     LOG_TRACE("conn", "#%llu [%s] -> [%s]", (unsigned long long)c->id, conn_state_name(c->state),
               conn_state_name(st));
+    if (c->state == CONN_HANDSHAKE && st != CONN_HANDSHAKE)
+        td_hs_end(&c->hs_slot);
     c->state = st;
 }
 
@@ -65,13 +67,24 @@ static struct conn *conn_of_handle(uv_handle_t *h)
 
 /* ---- handle lifetime --------------------------------------------------- */
 
+/* The handshake buffer may hold a SOCKS5 password or a Proxy-Authorization
+ * header: wiped, and given back to the handshake memory budget. */
+static void conn_hs_free(struct conn *c)
+{
+    td_wipe(c->hs, c->hs_len);
+    free(c->hs);
+    td_hs_mem_give(c->d, c->hs_cap);
+    c->hs = NULL;
+    c->hs_len = c->hs_cap = c->hs_scanned = 0;
+}
+
 static void conn_free(struct conn *c)
 {
     struct td_daemon *d = c->d;
     td_queue_remove(&c->node);
     d->n_conns--;
     d->stat_closed++;
-    free(c->hs);
+    conn_hs_free(c);
     free(c->resp);
     free(c);
     daemon_conn_gone(d);
@@ -169,6 +182,10 @@ static void on_timer(uv_timer_t *t)
     switch (c->state) {
     case CONN_HANDSHAKE:
         conn_close(c, END_HANDSHAKE_TIMEOUT);
+        return;
+    case CONN_REPLYING:
+        /* The client does not read its reply: give up on it. */
+        conn_close(c, c->close_after_write ? c->close_after_write : END_ERROR);
         return;
     case CONN_CONNECTING:
         c->fe->on_connect_failed(c, TD_ETIMEDOUT);
@@ -315,7 +332,10 @@ int conn_write_copy(struct conn *c, int s, const void *data, size_t len)
 
 void conn_reply_and_close(struct conn *c, const void *data, size_t len, const char *reason)
 {
+    if (c->state == CONN_REPLYING || c->state == CONN_CLOSING)
+        return; /* one final reply only */
     conn_hs_stop(c);
+    conn_set_state(c, CONN_REPLYING);
     if (conn_write_copy(c, SIDE_CLIENT, data, len) < 0 || c->state == CONN_CLOSING)
         return;
     if (c->side[SIDE_CLIENT].pending == 0) {
@@ -323,6 +343,7 @@ void conn_reply_and_close(struct conn *c, const void *data, size_t len, const ch
         return;
     }
     c->close_after_write = reason;
+    conn_arm_timer(c, c->d->cfg->limits.linger_ms);
 }
 
 /* ---- reading --------------------------------------------------------------- */
@@ -615,10 +636,16 @@ static void on_alloc_hs(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         uint8_t *n;
         if (ncap > c->hs_max)
             ncap = c->hs_max;
-        n = realloc(c->hs, ncap);
-        if (n) {
-            c->hs = n;
-            c->hs_cap = ncap;
+        /* Growth is charged to the daemon-wide handshake budget; without
+         * room the buffer stays full and the read ends with UV_ENOBUFS. */
+        if (td_hs_mem_take(c->d, ncap - c->hs_cap)) {
+            n = realloc(c->hs, ncap);
+            if (n) {
+                c->hs = n;
+                c->hs_cap = ncap;
+            } else {
+                td_hs_mem_give(c->d, ncap - c->hs_cap);
+            }
         }
     }
     if (c->hs_len >= c->hs_cap) {
@@ -758,9 +785,7 @@ void conn_start_relay(struct conn *c)
         if (n > 0 && conn_write_copy(c, SIDE_TARGET, c->hs, n) < 0)
             return;
     }
-    free(c->hs);
-    c->hs = NULL;
-    c->hs_len = c->hs_cap = 0;
+    conn_hs_free(c);
     if (c->state != CONN_RELAY)
         return;
     for (int s = 0; s < 2; s++) {
@@ -811,7 +836,15 @@ static const struct frontend frontend_mixed = {"mixed", mixed_on_data, NULL, NUL
 
 /* ---- accept --------------------------------------------------------------- */
 
-void conn_accept(struct td_listener *l)
+static void conn_evict(struct td_hs_slot *s)
+{
+    struct conn *c = td_container_of(s, struct conn, hs_slot);
+    LOG_DEBUG("conn", "#%llu %s: handshake closed to make room for a new one",
+              (unsigned long long)c->id, c->client_str);
+    conn_close(c, END_EVICTED);
+}
+
+int conn_accept(struct td_listener *l)
 {
     struct td_daemon *d = l->d;
     struct conn *c = calloc(1, sizeof(*c));
@@ -821,8 +854,7 @@ void conn_accept(struct td_listener *l)
 
     if (!c) {
         LOG_ERROR("conn", "out of memory accepting on %s", l->cfg->name);
-        l->pending_accept = true; /* retried when something is freed */
-        return;
+        return TD_ENOMEM; /* left in the backlog; the accept policy retries */
     }
     c->d = d;
     c->l = l;
@@ -841,10 +873,10 @@ void conn_accept(struct td_listener *l)
     c->timer.data = c;
     c->handles++;
 
-    if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->client_tcp) != 0) {
+    if (td_acceptor_accept(&l->acc, &c->client_tcp) != 0) {
         snprintf(c->client_str, sizeof(c->client_str), "-");
         conn_close(c, END_ERROR);
-        return;
+        return 0;
     }
     conn_count_fd(c, (uv_handle_t *)&c->client_tcp);
     if (uv_tcp_getpeername(&c->client_tcp, (struct sockaddr *)&ss, &namelen) == 0) {
@@ -880,11 +912,13 @@ void conn_accept(struct td_listener *l)
     case CFG_LISTENER_FORWARD:
         c->fe = &frontend_forward;
         conn_connect(c, l->cfg->target.host, l->cfg->target.port);
-        return;
+        return 0;
     }
+    td_hs_begin(&l->acc, &c->hs_slot, conn_evict);
     conn_arm_timer(c, d->cfg->limits.handshake_timeout_ms);
     if (uv_read_start((uv_stream_t *)&c->client_tcp, on_alloc_hs, on_hs_read) == 0)
         c->side[SIDE_CLIENT].reading = true;
     else
         conn_close(c, END_CLIENT_RESET);
+    return 0;
 }

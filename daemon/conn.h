@@ -10,6 +10,7 @@
 #include "chunk.h"
 #include "daemon.h"
 #include "http.h"
+#include "listener.h"
 #include "queue.h"
 
 #include <stdbool.h>
@@ -21,6 +22,7 @@ enum conn_state {
     CONN_CONNECTING,
     CONN_RELAY,
     CONN_UDP,
+    CONN_REPLYING, /* a final reply (an error) is being written; then close */
     CONN_CLOSING,
 };
 
@@ -45,6 +47,7 @@ enum conn_side_idx { SIDE_CLIENT = 0, SIDE_TARGET = 1 };
 #define END_CLIENT_EOF        "client-closed"
 #define END_ERROR             "error"
 #define END_NO_RESOURCES      "no-resources"
+#define END_EVICTED           "handshake-evicted"
 
 struct conn;
 struct udp_assoc;
@@ -90,15 +93,6 @@ struct conn_side {
     uv_shutdown_t shutreq;
 };
 
-struct td_listener {
-    struct td_daemon *d;
-    const struct cfg_listener *cfg;
-    uv_tcp_t tcp;
-    bool pending_accept; /* libuv holds a connection we have not taken */
-    bool open;
-    char addr[80];
-};
-
 struct conn {
     struct td_queue node;
     struct td_daemon *d;
@@ -121,6 +115,7 @@ struct conn {
 
     const struct frontend *fe;
     int fe_state;
+    struct td_hs_slot hs_slot; /* counted while in CONN_HANDSHAKE */
 
     /* Handshake bytes from the client, grown on demand up to hs_max.  A
      * front-end may keep in hs_scanned how far it has already looked, so
@@ -156,13 +151,16 @@ struct conn {
 const char *conn_state_name(enum conn_state st);
 void conn_set_state(struct conn *c, enum conn_state st);
 
-void conn_accept(struct td_listener *l);
+/* The listener's accept callback (see td_accept_cb). */
+int conn_accept(struct td_listener *l);
 void conn_close(struct conn *c, const char *reason);
 
 /* Queue bytes for a side, copying them.  Returns 0 or a TD_E* code (the conn
  * may be closing on return). */
 int conn_write_copy(struct conn *c, int side, const void *data, size_t len);
-/* Write a final reply to the client, then close with reason. */
+/* Write a final reply to the client, then close with reason (at the latest
+ * after limits.linger).  The conn is in CONN_REPLYING meanwhile, so later
+ * events (a tunnel's answer, a timer) cannot send a second reply. */
 void conn_reply_and_close(struct conn *c, const void *data, size_t len, const char *reason);
 
 void conn_hs_consume(struct conn *c, size_t n);

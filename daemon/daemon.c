@@ -29,9 +29,7 @@ bool daemon_fds_available(const struct td_daemon *d, uint64_t n)
 
 static void on_accept_timer(uv_timer_t *t)
 {
-    struct td_daemon *d = t->data;
-    for (size_t i = 0; i < d->n_listeners; i++)
-        listener_try_accept(&d->listeners[i]);
+    td_acceptor_try_all(t->data);
 }
 
 void daemon_note_emfile(struct td_daemon *d, const char *what)
@@ -82,10 +80,8 @@ static void daemon_finish(struct td_daemon *d)
 
 void daemon_fds_freed(struct td_daemon *d)
 {
-    if (d->draining)
-        return;
-    for (size_t i = 0; i < d->n_listeners; i++)
-        listener_try_accept(&d->listeners[i]);
+    if (!d->draining)
+        td_acceptor_try_all(d);
 }
 
 void daemon_conn_gone(struct td_daemon *d)
@@ -100,7 +96,9 @@ void daemon_conn_gone(struct td_daemon *d)
 
 void daemon_server_gone(struct td_daemon *d)
 {
-    if (d->draining && d->n_conns == 0 && daemon_server_tunnels(d) == 0)
+    if (!d->draining)
+        daemon_fds_freed(d);
+    else if (d->n_conns == 0 && daemon_server_tunnels(d) == 0)
         daemon_finish(d);
 }
 
@@ -232,6 +230,7 @@ int daemon_run(const struct daemon_opts *opts)
     memset(&d, 0, sizeof(d));
     d.opts = opts;
     td_queue_init(&d.conns);
+    td_queue_init(&d.acceptors);
 
     r = cfg_load_file(opts->config_path, &d.cfg, &errs);
     if (r != 0) {

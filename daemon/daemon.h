@@ -66,6 +66,12 @@ struct td_daemon {
     uint64_t emfile_until; /* uv_now() before which accepting stays paused */
     uv_timer_t accept_timer;
 
+    /* Every accepting socket (listeners and servers), for the accept
+     * policy's retries (listener.h). */
+    struct td_queue acceptors;
+    uint64_t hs_mem; /* bytes in handshake buffers (limits.handshake_memory) */
+    bool hs_mem_logged;
+
     bool draining;
     bool stopped;
     uv_timer_t drain_timer;

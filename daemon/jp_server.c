@@ -18,6 +18,7 @@
 #include "error.h"
 #include "jp_link.h"
 #include "jproxy_keys.h"
+#include "listener.h"
 #include "log.h"
 #include "netutil.h"
 
@@ -39,15 +40,12 @@ struct jps_user {
 struct jp_server {
     struct td_daemon *d;
     const struct cfg_server *cfg;
-    uv_tcp_t *tcp; /* the listening socket, freed by its close callback */
-    bool open;
-    char addr[80];
+    struct td_acceptor acc;
     struct jps_user **users;
     size_t n_users;
     struct td_queue tunnels;
     uint32_t n_tunnels;
     uint64_t next_id;
-    bool refuse_logged;
 };
 
 enum jpt_state {
@@ -74,6 +72,7 @@ struct jps_tunnel {
     uv_tcp_t *tcp; /* until the link takes it */
     uv_timer_t timer;
     uv_shutdown_t shutreq;
+    struct td_hs_slot hs_slot; /* counted while in HELLO or TOKEN */
     uint8_t hs[JP_HELLO_LEN + JP_TOKEN_LEN];
     size_t hs_len;
     bool extensions;
@@ -219,6 +218,8 @@ static void jpt_set_state(struct jps_tunnel *t, enum jpt_state st)
 {
     LOG_TRACE("jproxy", "%s [%s] -> [%s]", t->label, jpt_state_names[t->state],
               jpt_state_names[st]);
+    if (st == JPT_UP || st == JPT_CLOSING)
+        td_hs_end(&t->hs_slot);
     t->state = st;
 }
 
@@ -1373,40 +1374,40 @@ static void jpt_on_hs_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 
 /* ---- accepting --------------------------------------------------------------------------- */
 
-static void jps_on_refused_closed(uv_handle_t *h)
+static void jps_evict(struct td_hs_slot *hs)
+{
+    struct jps_tunnel *t = td_container_of(hs, struct jps_tunnel, hs_slot);
+    jpt_bad_input(t, "handshake closed to make room for a new one");
+    jpt_close(t, END_EVICTED);
+}
+
+static void jps_on_unused_closed(uv_handle_t *h)
 {
     free(h);
 }
 
-static void jps_accept(struct jp_server *srv)
+static int jps_accept(struct td_acceptor *acc)
 {
+    struct jp_server *srv = acc->ud;
     struct td_daemon *d = srv->d;
     uv_tcp_t *tcp = malloc(sizeof(*tcp));
-    struct jps_tunnel *t;
+    struct jps_tunnel *t = calloc(1, sizeof(*t));
     struct sockaddr_storage ss;
     int namelen = sizeof(ss);
 
-    if (!tcp) {
+    if (!tcp || !t) {
+        /* Nothing taken yet: the connection waits for the retry. */
         LOG_ERROR("jproxy", "server %s: out of memory accepting a tunnel", srv->cfg->name);
-        return;
+        free(tcp);
+        free(t);
+        return TD_ENOMEM;
     }
     uv_tcp_init(d->loop, tcp);
-    if (uv_accept((uv_stream_t *)srv->tcp, (uv_stream_t *)tcp) != 0) {
-        uv_close((uv_handle_t *)tcp, jps_on_refused_closed);
-        return;
-    }
-    t = calloc(1, sizeof(*t));
-    if (!t || !daemon_fds_available(d, 2)) {
-        if (!srv->refuse_logged) {
-            LOG_WARN("jproxy", "server %s: %s; refusing tunnels", srv->cfg->name,
-                     t ? "too many open files" : "out of memory");
-            srv->refuse_logged = true;
-        }
+    if (td_acceptor_accept(acc, tcp) != 0) {
         free(t);
-        uv_close((uv_handle_t *)tcp, jps_on_refused_closed);
-        return;
+        uv_close((uv_handle_t *)tcp, jps_on_unused_closed);
+        return 0;
     }
-    srv->refuse_logged = false;
     jps_count_fd(d, (uv_handle_t *)tcp);
     t->srv = srv;
     t->d = d;
@@ -1422,6 +1423,7 @@ static void jps_accept(struct jp_server *srv)
     uv_timer_init(d->loop, &t->timer);
     t->timer.data = t;
     t->refs++;
+    td_hs_begin(acc, &t->hs_slot, jps_evict);
 
     if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &namelen) == 0)
         td_sockaddr_str((struct sockaddr *)&ss, t->peer, sizeof(t->peer));
@@ -1436,19 +1438,7 @@ static void jps_accept(struct jp_server *srv)
     uv_timer_start(&t->timer, jpt_on_timer, d->cfg->limits.handshake_timeout_ms, 0);
     if (uv_read_start((uv_stream_t *)tcp, jpt_hs_alloc, jpt_on_hs_read) != 0)
         jpt_close(t, END_CLIENT_RESET);
-}
-
-static void jps_on_connection(uv_stream_t *server, int status)
-{
-    struct jp_server *srv = server->data;
-    if (status < 0) {
-        if (status == UV_EMFILE || status == UV_ENFILE)
-            daemon_note_emfile(srv->d, "accept");
-        else
-            LOG_WARN("jproxy", "server %s: accept: %s", srv->cfg->name, uv_strerror(status));
-        return;
-    }
-    jps_accept(srv);
+    return 0;
 }
 
 /* ---- users -------------------------------------------------------------------------------- */
@@ -1623,11 +1613,20 @@ int jp_server_start(struct td_daemon *d, const struct cfg_server *cfg, struct jp
     if (r != 0)
         goto fail;
 
-    r = td_server_listener_open(d, cfg->name, "jproxy", &cfg->listen, jps_on_connection, srv,
-                                &srv->tcp, srv->addr, sizeof(srv->addr));
+    {
+        struct td_acceptor_opts o;
+        memset(&o, 0, sizeof(o));
+        o.name = cfg->name;
+        o.what = "server";
+        o.kind = "jproxy";
+        o.listen = &cfg->listen;
+        o.accept_cb = jps_accept;
+        o.ud = srv;
+        o.fds_per_conn = 2; /* the tunnel and its first target */
+        r = td_acceptor_open(d, &srv->acc, &o);
+    }
     if (r != 0)
         goto fail;
-    srv->open = true;
     *out = srv;
     return 0;
 fail:
@@ -1638,11 +1637,8 @@ fail:
 
 void jp_server_stop_accepting(struct jp_server *s)
 {
-    if (!s || !s->open)
-        return;
-    s->open = false;
-    td_server_listener_close(s->d, s->tcp);
-    s->tcp = NULL;
+    if (s)
+        td_acceptor_close(&s->acc);
 }
 
 void jp_server_close_all(struct jp_server *s)

@@ -26,15 +26,4 @@ bool td_sockaddr_allowed(const struct cfg_rules *r, const struct sockaddr *sa);
  * synchronously: this runs at start-up only.  Returns 0 or a libuv error. */
 int td_listen_addr(uv_loop_t *loop, const struct td_hostport *hp, struct sockaddr_storage *out);
 
-struct td_daemon;
-
-/* A tunnel server's listening socket: resolve, bind, listen, count the
- * descriptor, and log "server NAME (PROTO) listening on ADDR:PORT" with the
- * real port (addr receives it).  On failure the error is logged and *out is
- * NULL.  Close it with td_server_listener_close().  Returns 0 or TD_E*. */
-int td_server_listener_open(struct td_daemon *d, const char *name, const char *proto,
-                            const struct td_hostport *hp, uv_connection_cb cb, void *data,
-                            uv_tcp_t **out, char *addr, size_t addrcap);
-void td_server_listener_close(struct td_daemon *d, uv_tcp_t *tcp);
-
 #endif

@@ -21,6 +21,7 @@
 #include "dial.h"
 #include "error.h"
 #include "http.h"
+#include "listener.h"
 #include "log.h"
 #include "netutil.h"
 #include "queue.h"
@@ -72,6 +73,7 @@ struct wss_hs {
     struct ws_server *srv;
     uv_tcp_t tcp;
     uv_timer_t timer;
+    struct td_hs_slot hs_slot;
     int refs; /* open handles */
     char *buf;
     size_t len, cap;
@@ -136,7 +138,7 @@ struct wss_pss {
 struct ws_server {
     struct td_daemon *d;
     const struct cfg_server *cfg;
-    uv_tcp_t *tcp; /* plain listener */
+    struct td_acceptor acc; /* plain ws:// (native wss: lws listens) */
     bool accepting;
     struct lws_vhost *vh;
     struct lws_protocols protocols[2];
@@ -876,6 +878,7 @@ static void wss_hs_close(struct wss_hs *hs, bool count_fd)
     if (hs->done)
         return;
     hs->done = true;
+    td_hs_end(&hs->hs_slot);
     uv_timer_stop(&hs->timer);
     uv_close((uv_handle_t *)&hs->timer, wss_hs_on_closed);
     if (!uv_is_closing((uv_handle_t *)&hs->tcp)) {
@@ -1107,39 +1110,39 @@ static void wss_hs_on_timeout(uv_timer_t *t)
     wss_hs_reply(hs, wss_400, "handshake timed out");
 }
 
-static void wss_on_connection(uv_stream_t *server, int status)
+static void wss_hs_evict(struct td_hs_slot *slot)
 {
-    struct ws_server *srv = server->data;
+    struct wss_hs *hs = td_container_of(slot, struct wss_hs, hs_slot);
+    LOG_INFO("ws", "server %s: handshake from %s closed to make room for a new one",
+             hs->srv->cfg->name, hs->peer);
+    wss_hs_close(hs, true);
+}
+
+static int wss_accept(struct td_acceptor *acc)
+{
+    struct ws_server *srv = acc->ud;
     struct td_daemon *d = srv->d;
-    struct wss_hs *hs;
+    struct wss_hs *hs = calloc(1, sizeof(*hs));
     struct sockaddr_storage ss;
     int len = sizeof(ss);
 
-    if (status < 0) {
-        if (status == UV_EMFILE || status == UV_ENFILE)
-            daemon_note_emfile(d, "accept");
-        return;
-    }
-    hs = calloc(1, sizeof(*hs));
-    if (!hs || !daemon_fds_available(d, 1)) {
-        free(hs);
-        daemon_note_emfile(d, "wstan server");
-        return;
-    }
+    if (!hs)
+        return TD_ENOMEM; /* still in the backlog: retried */
     hs->srv = srv;
     uv_tcp_init(d->loop, &hs->tcp);
     hs->tcp.data = hs;
     hs->refs = 1;
     td_queue_insert_tail(&srv->handshakes, &hs->node);
-    if (uv_accept(server, (uv_stream_t *)&hs->tcp) != 0) {
+    if (td_acceptor_accept(acc, &hs->tcp) != 0) {
         hs->done = true;
         uv_close((uv_handle_t *)&hs->tcp, wss_hs_on_closed);
-        return;
+        return 0;
     }
     d->fds_in_use++;
     uv_timer_init(d->loop, &hs->timer);
     hs->timer.data = hs;
     hs->refs++;
+    td_hs_begin(acc, &hs->hs_slot, wss_hs_evict);
     if (uv_tcp_getpeername(&hs->tcp, (struct sockaddr *)&ss, &len) == 0)
         td_sockaddr_str((struct sockaddr *)&ss, hs->peer, sizeof(hs->peer));
     else
@@ -1148,6 +1151,7 @@ static void wss_on_connection(uv_stream_t *server, int status)
     uv_timer_start(&hs->timer, wss_hs_on_timeout, d->cfg->limits.handshake_timeout_ms, 0);
     if (uv_read_start((uv_stream_t *)&hs->tcp, wss_hs_alloc, wss_hs_on_read) != 0)
         wss_hs_close(hs, true);
+    return 0;
 }
 
 /* ---- lws protocol callback ---------------------------------------------------------- */
@@ -1392,8 +1396,18 @@ int ws_server_start(struct td_daemon *d, const struct cfg_server *cfg, struct ws
         *out = srv;
         return 0;
     }
-    r = td_server_listener_open(d, cfg->name, "wstan", &cfg->listen, wss_on_connection, srv,
-                                &srv->tcp, srv->addr, sizeof(srv->addr));
+    {
+        struct td_acceptor_opts o;
+        memset(&o, 0, sizeof(o));
+        o.name = cfg->name;
+        o.what = "server";
+        o.kind = "wstan";
+        o.listen = &cfg->listen;
+        o.accept_cb = wss_accept;
+        o.ud = srv;
+        o.fds_per_conn = 3; /* the socket, its copy for lws, and the target */
+        r = td_acceptor_open(d, &srv->acc, &o);
+    }
     if (r != 0)
         goto fail;
     *out = srv;
@@ -1411,8 +1425,7 @@ void ws_server_stop_accepting(struct ws_server *srv)
     if (!srv)
         return;
     srv->accepting = false;
-    td_server_listener_close(srv->d, srv->tcp);
-    srv->tcp = NULL;
+    td_acceptor_close(&srv->acc);
     /* Handshakes in progress are refused; idle tunnels close now. */
     for (q = srv->handshakes.next; q != &srv->handshakes;) {
         struct wss_hs *hs = td_container_of(q, struct wss_hs, node);
