@@ -670,8 +670,9 @@ static void on_hs_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         return;
     if (nread == UV_ENOBUFS) {
         /* The handshake buffer is full and the front-end still wants more:
-         * the front-end decides (HTTP answers 431); this is the backstop. */
-        conn_close(c, END_PROTOCOL);
+         * the front-end decides (HTTP answers 431); this is the backstop,
+         * and the end of a handshake the memory budget could not grow. */
+        conn_close(c, c->hs_cap < c->hs_max ? END_NO_RESOURCES : END_PROTOCOL);
         return;
     }
     conn_close(c, nread == UV_EOF ? END_CLIENT_EOF : END_CLIENT_RESET);

@@ -32,6 +32,15 @@ static void on_accept_timer(uv_timer_t *t)
     td_acceptor_try_all(t->data);
 }
 
+void daemon_accept_retry(struct td_daemon *d, uint64_t ms)
+{
+    if (d->stopped)
+        return;
+    if (!uv_is_active((uv_handle_t *)&d->accept_timer) ||
+        uv_timer_get_due_in(&d->accept_timer) > ms)
+        uv_timer_start(&d->accept_timer, on_accept_timer, ms, 0);
+}
+
 void daemon_note_emfile(struct td_daemon *d, const char *what)
 {
     if (!d->emfile_logged) {

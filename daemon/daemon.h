@@ -91,6 +91,9 @@ void daemon_conn_gone(struct td_daemon *d);
 void daemon_fds_freed(struct td_daemon *d);
 /* Something failed with EMFILE/ENFILE: pause accepting briefly, log once. */
 void daemon_note_emfile(struct td_daemon *d, const char *what);
+/* Accepting is paused for lack of room: retry within ms at the latest, even
+ * if no one reports freed descriptors (a safety net, not a poll). */
+void daemon_accept_retry(struct td_daemon *d, uint64_t ms);
 bool daemon_fds_available(const struct td_daemon *d, uint64_t n);
 /* Route c to host:port through the tunnel its listener names. */
 void daemon_tunnel_open(struct td_daemon *d, struct conn *c, const char *host, uint16_t port);

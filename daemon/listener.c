@@ -30,6 +30,7 @@ static bool acceptor_has_room(struct td_acceptor *a)
         return false;
     }
     if (!daemon_fds_available(d, a->fds_per_conn)) {
+        daemon_accept_retry(d, 1000);
         if (!d->emfile_logged) {
             LOG_WARN("accept",
                      "too many open files: %llu of %llu descriptors in use; pausing accept "

@@ -861,11 +861,14 @@ static struct wss_sess *wss_sess_start(struct ws_server *srv, struct lws *wsi, s
 
 static void wss_hs_unref(struct wss_hs *hs)
 {
+    struct td_daemon *d = hs->srv->d;
+
     if (--hs->refs > 0)
         return;
     td_queue_remove(&hs->node);
     free(hs->buf);
     free(hs);
+    daemon_fds_freed(d);
 }
 
 static void wss_hs_on_closed(uv_handle_t *h)
