@@ -9,6 +9,7 @@
 #include "jp_server.h"
 #include "listener.h"
 #include "log.h"
+#include "resolve.h"
 #include "ws_client.h"
 #include "ws_lws.h"
 #include "ws_server.h"
@@ -240,6 +241,7 @@ int daemon_run(const struct daemon_opts *opts)
     d.opts = opts;
     td_queue_init(&d.conns);
     td_queue_init(&d.acceptors);
+    td_queue_init(&d.resolves);
 
     r = cfg_load_file(opts->config_path, &d.cfg, &errs);
     if (r != 0) {
@@ -247,6 +249,8 @@ int daemon_run(const struct daemon_opts *opts)
         cfg_errors_free(&errs);
         return 1;
     }
+    /* Before anything can start libuv's thread pool. */
+    td_resolve_pool_setup(d.cfg->limits.resolver_threads);
     td_log_set_level(opts->log_level_override >= 0 ? opts->log_level_override : d.cfg->log.level);
     r = td_log_open(d.cfg->log.file);
     if (r != 0) {

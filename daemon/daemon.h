@@ -69,7 +69,8 @@ struct td_daemon {
     /* Every accepting socket (listeners and servers), for the accept
      * policy's retries (listener.h). */
     struct td_queue acceptors;
-    uint64_t hs_mem; /* bytes in handshake buffers (limits.handshake_memory) */
+    struct td_queue resolves; /* name lookups in flight (resolve.c) */
+    uint64_t hs_mem;          /* bytes in handshake buffers (limits.handshake_memory) */
     bool hs_mem_logged;
 
     bool draining;
@@ -104,9 +105,12 @@ struct ws_client *daemon_find_ws_client(struct td_daemon *d, const char *name);
 /* A server-side tunnel ended (drain bookkeeping). */
 void daemon_server_gone(struct td_daemon *d);
 
-/* Platform hooks, in fdlimit_posix.c / fdlimit_win.c and privdrop_*.c. */
+/* Platform hooks, in fdlimit_posix.c / fdlimit_win.c, privdrop_*.c and
+ * osenv_*.c. */
 uint64_t fdlimit_raise(void);
 int privdrop(const char *user);
+/* Set an environment variable unless it is set already. */
+void osenv_set_default(const char *name, const char *value);
 
 /* Map a libuv status to TD_E* (uverr.c). */
 int td_err_from_uv(int uverr);

@@ -6,6 +6,7 @@
 #include "log.h"
 #include "netutil.h"
 #include "queue.h"
+#include "resolve.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -23,13 +24,13 @@ struct td_dial {
     void *arg;
     struct td_dial_opts opts;
     uint64_t start_ms;
-    /* The resolver request and the timer outlive a cancel: they are freed
-     * by their own callbacks, which then see cb == NULL. */
-    uv_getaddrinfo_t gai;
-    bool gai_busy;
+    uint16_t port;
+    /* The timer outlives a cancel: it is freed by its close callback. */
+    struct td_resolve *rs;
     uv_timer_t timer;
     bool timer_open;
-    struct addrinfo *ai_head, *ai_next;
+    struct sockaddr_storage addrs[TD_RESOLVE_MAX_ADDRS];
+    size_t n_addrs, next_addr;
     uv_tcp_t *tcp;
     uv_connect_t creq;
     bool connecting;
@@ -40,10 +41,8 @@ static void dial_connect_next(struct td_dial *dl);
 
 static void dial_maybe_free(struct td_dial *dl)
 {
-    if (dl->state != DIAL_DONE || dl->gai_busy || dl->timer_open || dl->connecting)
+    if (dl->state != DIAL_DONE || dl->timer_open || dl->connecting)
         return;
-    if (dl->ai_head)
-        uv_freeaddrinfo(dl->ai_head);
     free(dl);
 }
 
@@ -80,8 +79,8 @@ static void dial_finish(struct td_dial *dl, int status, uv_tcp_t *tcp)
     dl->cb = NULL;
     if (dl->timer_open && !uv_is_closing((uv_handle_t *)&dl->timer))
         uv_close((uv_handle_t *)&dl->timer, on_timer_closed);
-    if (dl->gai_busy)
-        uv_cancel((uv_req_t *)&dl->gai);
+    td_resolve_cancel(dl->rs);
+    dl->rs = NULL;
     if (dl->tcp && dl->tcp != tcp) {
         td_tcp_close_free(dl->d, dl->tcp); /* a pending connect gets ECANCELED */
     }
@@ -126,15 +125,12 @@ static void on_dial_connect(uv_connect_t *req, int status)
 
 static void dial_connect_next(struct td_dial *dl)
 {
-    while (dl->ai_next) {
-        struct addrinfo *ai = dl->ai_next;
+    while (dl->next_addr < dl->n_addrs) {
+        struct sockaddr_storage *sa = &dl->addrs[dl->next_addr++];
         uv_os_fd_t fd;
         uv_tcp_t *t;
         int r;
 
-        dl->ai_next = ai->ai_next;
-        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
-            continue;
         t = malloc(sizeof(*t));
         if (!t) {
             dial_finish(dl, TD_ENOMEM, NULL);
@@ -143,7 +139,7 @@ static void dial_connect_next(struct td_dial *dl)
         uv_tcp_init(dl->d->loop, t);
         dl->tcp = t;
         dl->creq.data = dl;
-        r = uv_tcp_connect(&dl->creq, t, ai->ai_addr, on_dial_connect);
+        r = uv_tcp_connect(&dl->creq, t, (struct sockaddr *)sa, on_dial_connect);
         if (uv_fileno((uv_handle_t *)t, &fd) == 0)
             dl->d->fds_in_use++;
         if (r == 0) {
@@ -161,31 +157,25 @@ static void dial_connect_next(struct td_dial *dl)
     dial_finish(dl, dl->last_err ? dl->last_err : TD_EHOSTUNREACH, NULL);
 }
 
-static void on_dial_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+/* The addresses are known: check them all, then connect to each in turn. */
+static void dial_addresses(struct td_dial *dl, const struct sockaddr_storage *addrs, size_t n)
 {
-    struct td_dial *dl = req->data;
-
-    dl->gai_busy = false;
-    if (dl->state != DIAL_RESOLVING) {
-        if (res)
-            uv_freeaddrinfo(res);
-        dial_maybe_free(dl);
-        return;
-    }
-    if (status < 0 || !res) {
-        if (res)
-            uv_freeaddrinfo(res);
-        dial_finish(dl, status == UV_EAI_MEMORY ? TD_ENOMEM : TD_EDNS, NULL);
-        return;
-    }
-    dl->ai_head = dl->ai_next = res;
-    /* One refused address refuses the target, so a name that resolves to
-     * both a public and a private address cannot be used to get through. */
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        if (!td_sockaddr_allowed(dl->opts.rules, ai->ai_addr)) {
+    dl->n_addrs = dl->next_addr = 0;
+    for (size_t i = 0; i < n && dl->n_addrs < TD_RESOLVE_MAX_ADDRS; i++) {
+        struct sockaddr_storage *sa = &dl->addrs[dl->n_addrs];
+        /* One refused address refuses the target, so a name that resolves
+         * to both a public and a private address cannot be used to get
+         * through. */
+        if (!td_sockaddr_allowed(dl->opts.rules, (const struct sockaddr *)&addrs[i])) {
             dial_finish(dl, TD_EACCES, NULL);
             return;
         }
+        *sa = addrs[i];
+        if (sa->ss_family == AF_INET)
+            ((struct sockaddr_in *)sa)->sin_port = htons(dl->port);
+        else
+            ((struct sockaddr_in6 *)sa)->sin6_port = htons(dl->port);
+        dl->n_addrs++;
     }
     dl->state = DIAL_CONNECTING;
     uv_timer_start(&dl->timer, on_dial_timer,
@@ -193,14 +183,40 @@ static void on_dial_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo 
     dial_connect_next(dl);
 }
 
+static void on_dial_resolved(void *arg, int status, const struct sockaddr_storage *addrs, size_t n)
+{
+    struct td_dial *dl = arg;
+
+    dl->rs = NULL;
+    if (dl->state != DIAL_RESOLVING)
+        return;
+    if (status != 0) {
+        dial_finish(dl, status, NULL);
+        return;
+    }
+    dial_addresses(dl, addrs, n);
+}
+
+/* Literal addresses never go to the resolver's threads. */
+static bool dial_literal(const char *host, uint16_t port, struct sockaddr_storage *out)
+{
+    memset(out, 0, sizeof(*out));
+    return uv_ip4_addr(host, port, (struct sockaddr_in *)out) == 0 ||
+           uv_ip6_addr(host, port, (struct sockaddr_in6 *)out) == 0;
+}
+
+static void on_dial_start_literal(uv_timer_t *t)
+{
+    struct td_dial *dl = t->data;
+    struct sockaddr_storage one = dl->addrs[0];
+    dial_addresses(dl, &one, 1);
+}
+
 struct td_dial *td_dial_start(struct td_daemon *d, const char *host, uint16_t port,
                               const struct td_dial_opts *opts, td_dial_cb cb, void *arg)
 {
     struct td_dial *dl = calloc(1, sizeof(*dl));
-    struct addrinfo hints;
-    char portstr[8];
     uint8_t ip[16];
-    int r;
 
     if (!dl)
         return NULL;
@@ -208,35 +224,26 @@ struct td_dial *td_dial_start(struct td_daemon *d, const char *host, uint16_t po
     dl->cb = cb;
     dl->arg = arg;
     dl->opts = *opts;
+    dl->port = port;
     dl->start_ms = uv_now(d->loop);
     dl->state = DIAL_RESOLVING;
     uv_timer_init(d->loop, &dl->timer);
     dl->timer.data = dl;
     dl->timer_open = true;
+    if ((td_ipv4_parse(host, strlen(host), ip) == 0 ||
+         td_ipv6_parse(host, strlen(host), ip) == 0) &&
+        dial_literal(host, port, &dl->addrs[0])) {
+        /* Go on from the loop, not from inside the caller: it gets the dial
+         * before any callback. */
+        uv_timer_start(&dl->timer, on_dial_start_literal, 0, 0);
+        return dl;
+    }
     uv_timer_start(&dl->timer, on_dial_timer, opts->dns_timeout_ms ? opts->dns_timeout_ms : 1, 0);
-
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_protocol = IPPROTO_TCP;
-    /* Literal addresses never touch the resolver's thread pool. */
-    if (td_ipv4_parse(host, strlen(host), ip) == 0 || td_ipv6_parse(host, strlen(host), ip) == 0)
-        hints.ai_flags = AI_NUMERICHOST;
-    else
-        hints.ai_flags = AI_ADDRCONFIG;
-    snprintf(portstr, sizeof(portstr), "%u", port);
-    dl->gai.data = dl;
-    dl->gai_busy = true;
-    r = uv_getaddrinfo(d->loop, &dl->gai, on_dial_resolved, host, portstr, &hints);
-    if (r < 0) {
-        dl->gai_busy = false;
-        /* Report asynchronously would need another hop; a synchronous
-         * failure here is rare (out of memory), so report it now. */
-        dl->last_err = td_err_from_uv(r);
+    dl->rs = td_resolve_start(d, host, SOCK_STREAM, on_dial_resolved, dl);
+    if (!dl->rs) {
         dl->state = DIAL_DONE;
         dl->cb = NULL;
         uv_close((uv_handle_t *)&dl->timer, on_timer_closed);
-        (void)cb;
         return NULL;
     }
     return dl;

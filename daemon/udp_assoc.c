@@ -14,6 +14,7 @@
 #include "jp_client.h"
 #include "log.h"
 #include "netutil.h"
+#include "resolve.h"
 #include "socks5.h"
 #include "ws_client.h"
 
@@ -26,6 +27,10 @@ struct udp_resolve;
 struct udp_assoc;
 
 #define UDP_MAX_FLOWS 16 /* tunnel flows (destinations) per association */
+/* Destinations remembered on the direct route: replies are taken only from
+ * them (as RFC 1928 servers commonly do), so the relay is no open door for
+ * any host that learns its port.  The oldest is forgotten first. */
+#define UDP_MAX_PEERS 64
 
 /* One destination reached through a tunnel. */
 struct ua_flow {
@@ -49,6 +54,8 @@ struct udp_assoc {
     struct sockaddr_storage cache_addr;
     bool cache_valid;
     uint64_t dropped;
+    struct sockaddr_storage peers[UDP_MAX_PEERS];
+    int n_peers, next_peer;
     struct jp_client *tunnel;  /* the route, when it is a jproxy tunnel */
     struct ws_client *ws;      /* the route, when it is a wstan tunnel */
     struct ws_udp_flow *wflow; /* open while the wstan tunnel is */
@@ -56,8 +63,8 @@ struct udp_assoc {
 };
 
 struct udp_resolve {
-    uv_getaddrinfo_t req;
-    struct udp_assoc *ua; /* NULL once the association is gone */
+    struct udp_assoc *ua;
+    struct td_resolve *rs;
     int slot;
     char name[256];
     uint16_t port;
@@ -76,12 +83,14 @@ static void ua_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = ch ? uv_buf_init((char *)ch->data, TD_CHUNK_SIZE) : uv_buf_init(NULL, 0);
 }
 
-static bool same_ip(const struct sockaddr *a, const struct sockaddr *b)
+/* Same address (IPv4-mapped IPv6 equals IPv4), and the same port too when
+ * with_port is set. */
+static bool ua_same_addr(const struct sockaddr *a, const struct sockaddr *b, bool with_port)
 {
     struct socks5_addr x, y;
     td_sockaddr_to_socks5(a, &x);
     td_sockaddr_to_socks5(b, &y);
-    if (x.atyp != y.atyp)
+    if (x.atyp != y.atyp || (with_port && x.port != y.port))
         return false;
     return memcmp(x.ip, y.ip, x.atyp == SOCKS5_ATYP_IPV4 ? 4 : 16) == 0;
 }
@@ -127,6 +136,26 @@ static uv_udp_t *ua_outbound(struct udp_assoc *ua, int family)
     return u;
 }
 
+static bool ua_known_peer(const struct udp_assoc *ua, const struct sockaddr *sa)
+{
+    for (int i = 0; i < ua->n_peers; i++)
+        if (ua_same_addr((const struct sockaddr *)&ua->peers[i], sa, true))
+            return true;
+    return false;
+}
+
+static void ua_note_peer(struct udp_assoc *ua, const struct sockaddr *to)
+{
+    if (ua_known_peer(ua, to))
+        return;
+    memset(&ua->peers[ua->next_peer], 0, sizeof(ua->peers[0]));
+    memcpy(&ua->peers[ua->next_peer], to,
+           to->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+    ua->next_peer = (ua->next_peer + 1) % UDP_MAX_PEERS;
+    if (ua->n_peers < UDP_MAX_PEERS)
+        ua->n_peers++;
+}
+
 static void ua_send_to_target(struct udp_assoc *ua, const struct sockaddr *to, const uint8_t *p,
                               size_t len)
 {
@@ -142,6 +171,7 @@ static void ua_send_to_target(struct udp_assoc *ua, const struct sockaddr *to, c
         ua->dropped++;
         return;
     }
+    ua_note_peer(ua, to);
     r = uv_udp_try_send(u, &b, 1, to);
     if (r < 0) {
         ua->dropped++;
@@ -150,40 +180,30 @@ static void ua_send_to_target(struct udp_assoc *ua, const struct sockaddr *to, c
     ua->c->bytes_up += len;
 }
 
-static void ua_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+static void ua_on_resolved(void *arg, int status, const struct sockaddr_storage *addrs, size_t n)
 {
-    struct udp_resolve *rr = td_container_of(req, struct udp_resolve, req);
+    struct udp_resolve *rr = arg;
     struct udp_assoc *ua = rr->ua;
-    if (ua) {
-        ua->resolving[rr->slot] = NULL;
-        if (status == 0 && res) {
-            struct addrinfo *ai;
-            for (ai = res; ai; ai = ai->ai_next)
-                if (ai->ai_family == AF_INET || ai->ai_family == AF_INET6)
-                    break;
-            if (ai) {
-                memcpy(&ua->cache_addr, ai->ai_addr, ai->ai_addrlen);
-                snprintf(ua->cache_name, sizeof(ua->cache_name), "%s", rr->name);
-                ua->cache_valid = true;
-                if (ai->ai_family == AF_INET)
-                    ((struct sockaddr_in *)&ua->cache_addr)->sin_port = htons(rr->port);
-                else
-                    ((struct sockaddr_in6 *)&ua->cache_addr)->sin6_port = htons(rr->port);
-                ua_send_to_target(ua, (struct sockaddr *)&ua->cache_addr, rr->data, rr->len);
-            }
-        } else {
-            ua->dropped++;
-        }
+
+    ua->resolving[rr->slot] = NULL;
+    if (status == 0 && n > 0) {
+        ua->cache_addr = addrs[0];
+        snprintf(ua->cache_name, sizeof(ua->cache_name), "%s", rr->name);
+        ua->cache_valid = true;
+        if (ua->cache_addr.ss_family == AF_INET)
+            ((struct sockaddr_in *)&ua->cache_addr)->sin_port = htons(rr->port);
+        else
+            ((struct sockaddr_in6 *)&ua->cache_addr)->sin6_port = htons(rr->port);
+        ua_send_to_target(ua, (struct sockaddr *)&ua->cache_addr, rr->data, rr->len);
+    } else {
+        ua->dropped++;
     }
-    if (res)
-        uv_freeaddrinfo(res);
     free(rr);
 }
 
 static void ua_resolve_and_send(struct udp_assoc *ua, const struct socks5_addr *a, const uint8_t *p,
                                 size_t len)
 {
-    struct addrinfo hints;
     struct udp_resolve *rr;
     int slot = -1;
 
@@ -216,11 +236,8 @@ static void ua_resolve_and_send(struct udp_assoc *ua, const struct socks5_addr *
     rr->len = len;
     snprintf(rr->name, sizeof(rr->name), "%s", a->host);
     memcpy(rr->data, p, len);
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_DGRAM;
-    hints.ai_flags = AI_ADDRCONFIG;
-    if (uv_getaddrinfo(ua->c->d->loop, &rr->req, ua_on_resolved, rr->name, NULL, &hints) < 0) {
+    rr->rs = td_resolve_start(ua->c->d, rr->name, SOCK_DGRAM, ua_on_resolved, rr);
+    if (!rr->rs) {
         free(rr);
         ua->dropped++;
         return;
@@ -369,7 +386,7 @@ static void ua_on_client_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 
     if (nread <= 0 || !from || !ua || c->state != CONN_UDP || (flags & UV_UDP_PARTIAL))
         goto out;
-    if (!same_ip(from, (struct sockaddr *)&ua->peer))
+    if (!ua_same_addr(from, (struct sockaddr *)&ua->peer, false))
         goto drop;
     if (ua->expect_port && ntohs(((const struct sockaddr_in *)from)->sin_port) != ua->expect_port)
         goto drop;
@@ -424,7 +441,7 @@ static void ua_on_target_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 
     if (nread < 0 || !from || !ua || c->state != CONN_UDP || (flags & UV_UDP_PARTIAL))
         goto out;
-    if (!ua->client_known) {
+    if (!ua->client_known || !ua_known_peer(ua, from)) {
         ua->dropped++;
         goto out;
     }
@@ -549,8 +566,9 @@ void udp_assoc_close(struct conn *c)
     ua->wflow = NULL;
     for (int i = 0; i < UDP_MAX_RESOLVING; i++)
         if (ua->resolving[i]) {
-            uv_cancel((uv_req_t *)&ua->resolving[i]->req);
-            ua->resolving[i]->ua = NULL;
+            td_resolve_cancel(ua->resolving[i]->rs);
+            free(ua->resolving[i]);
+            ua->resolving[i] = NULL;
         }
     hs[0] = (uv_handle_t *)ua->relay;
     hs[1] = (uv_handle_t *)ua->out[0];

@@ -76,6 +76,22 @@ class UdpTest(unittest.TestCase):
             self.assertEqual(len(self.uecho.received) - before, 5)
             self.assertNotIn(u.getsockname()[:2], senders)
 
+    def test_replies_only_from_destinations_the_client_used(self):
+        """A host the client never sent to cannot reach it through the relay,
+        even knowing the daemon's outbound port."""
+        c, u, relay = self.associate()
+        stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        stranger.bind(("127.0.0.1", 0))
+        with c, u, stranger:
+            before = len(self.uecho.received)
+            self.roundtrip(u, relay, "127.0.0.1", self.uecho.port, b"hello")
+            outbound = self.uecho.received[before][0]  # the daemon's outbound socket
+            stranger.sendto(b"unsolicited", outbound)
+            self.expect_no_reply(u, timeout=1.0)
+            # The echo still answers: its replies are from a known destination.
+            self.assertEqual(self.roundtrip(u, relay, "127.0.0.1", self.uecho.port, b"again")[3],
+                             b"again")
+
     def test_large_datagram(self):
         c, u, relay = self.associate()
         with c, u:
