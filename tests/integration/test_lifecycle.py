@@ -392,9 +392,11 @@ class CheckConfig(unittest.TestCase):
         self.assertIn(path + ":", p.stderr.decode("utf-8", "replace"))
 
     def test_version(self):
-        p = self._run([h.TUNNELD_BIN, "--version"])
-        self.assertEqual(p.returncode, 0)
-        self.assertRegex((p.stdout + p.stderr).decode(), r"\d+\.\d+\.\d+")
+        for flag in ("--version", "-V"):
+            p = self._run([h.TUNNELD_BIN, flag])
+            self.assertEqual(p.returncode, 0)
+            # One whole line on stdout, so that scripts and shells see it.
+            self.assertRegex(p.stdout.decode(), r"\Atunneld \d+\.\d+\.\d+\n\Z")
 
 
 if __name__ == "__main__":
