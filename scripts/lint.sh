@@ -17,9 +17,16 @@ if grep -nE '\b(sprintf|vsprintf|strcpy|strcat|gets|atoi|atol|localtime|gmtime|s
     echo "lint: banned function used (see scripts/lint.sh)" >&2
     status=1
 fi
-if grep -nE '\b(exit|abort)\s*\(' common/*.c | grep -v 'lint: allow'; then
+if grep -rnE --include='*.c' '\b(exit|abort)\s*\(' common | grep -v 'lint: allow'; then
     echo "lint: common/ must return errors, never exit" >&2
     status=1
+fi
+# The include graph: no arrow from common/ to the programs, none from the
+# core to a protocol, none between protocols, no cycle between folders.
+if command -v python3 >/dev/null 2>&1; then
+    python3 "$root/scripts/check-includes.py" "$root" || status=1
+else
+    echo "lint: python3 not installed, skipping the include graph check" >&2
 fi
 if grep -nE '_WIN32' $files | grep -vE '_win\.c:|platform\.h:'; then
     echo "lint: _WIN32 outside *_win.c" >&2
