@@ -423,7 +423,7 @@ static char *cfg_resolve(struct cfg_ctx *ctx, const char *p)
     return r;
 }
 
-static bool cfg_name_valid(const char *s)
+bool cfg_name_valid(const char *s)
 {
     size_t n = strlen(s);
 

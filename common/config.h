@@ -193,6 +193,9 @@ void cfg_free(struct td_config *cfg);
 void cfg_errors_free(struct cfg_errors *errs);
 
 const char *cfg_listener_type_name(enum cfg_listener_type t);
+/* A valid name for a user, listener, tunnel or server: 1 to 64 letters,
+ * digits, '.', '_' or '-'. */
+bool cfg_name_valid(const char *s);
 const char *cfg_protocol_name(enum cfg_protocol p);
 /* NULL when no tunnel has this name. */
 const struct cfg_tunnel *cfg_find_tunnel(const struct td_config *cfg, const char *name);

@@ -58,6 +58,11 @@ void ctl_msg_free(struct ctl_msg *m)
 
 int ctl_msg_parse(const char *buf, size_t len, struct ctl_msg *out)
 {
+    return ctl_msg_parse_as(buf, len, CTL_VERSION_KEY, CTL_VERSION, out);
+}
+
+int ctl_msg_parse_as(const char *buf, size_t len, const char *magic, int want, struct ctl_msg *out)
+{
     size_t nlines = 0, pos = 0;
     int rc = TD_EPROTO;
     char *copy;
@@ -95,7 +100,7 @@ int ctl_msg_parse(const char *buf, size_t len, struct ctl_msg *out)
         if (pos == 0) {
             char *end;
             unsigned long v;
-            if (strcmp(line, CTL_VERSION_KEY) != 0 || eq[1] < '0' || eq[1] > '9')
+            if (strcmp(line, magic) != 0 || eq[1] < '0' || eq[1] > '9')
                 goto out;
             v = strtoul(eq + 1, &end, 10);
             if (*end != '\0' || v > 1000000)
@@ -111,7 +116,7 @@ int ctl_msg_parse(const char *buf, size_t len, struct ctl_msg *out)
     }
     if (out->version == 0)
         goto out;
-    if (out->version != CTL_VERSION) {
+    if (out->version != want) {
         int v = out->version;
         ctl_msg_free(out);
         out->version = v;
@@ -238,7 +243,12 @@ void ctl_buf_add_u64(struct ctl_buf *b, const char *key, uint64_t v)
 
 void ctl_buf_begin(struct ctl_buf *b)
 {
-    ctl_buf_add_u64(b, CTL_VERSION_KEY, CTL_VERSION);
+    ctl_buf_begin_as(b, CTL_VERSION_KEY, CTL_VERSION);
+}
+
+void ctl_buf_begin_as(struct ctl_buf *b, const char *magic, int version)
+{
+    ctl_buf_addf(b, magic, "%d", version);
 }
 
 int ctl_buf_end(struct ctl_buf *b)

@@ -47,6 +47,9 @@ int ctl_msg_frame(const char *buf, size_t len, size_t max, size_t *scanned, size
  * key, a NUL or CR, a missing '='), TD_EUNSUPPORTED for another protocol
  * version (out->version tells which), or TD_ENOMEM. */
 int ctl_msg_parse(const char *buf, size_t len, struct ctl_msg *out);
+/* The same syntax under another first line, "MAGIC=VERSION" (the state
+ * file, "tunneld-state=1"); version is checked against want. */
+int ctl_msg_parse_as(const char *buf, size_t len, const char *magic, int want, struct ctl_msg *out);
 void ctl_msg_free(struct ctl_msg *m);
 
 /* The value of the first field named key at or after index *from (which is
@@ -68,6 +71,7 @@ struct ctl_buf {
 void ctl_buf_init(struct ctl_buf *b, size_t max);
 /* The version line. */
 void ctl_buf_begin(struct ctl_buf *b);
+void ctl_buf_begin_as(struct ctl_buf *b, const char *magic, int version);
 void ctl_buf_add(struct ctl_buf *b, const char *key, const char *val);
 void ctl_buf_addf(struct ctl_buf *b, const char *key, const char *fmt, ...)
 #if defined(__GNUC__)

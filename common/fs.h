@@ -34,4 +34,12 @@ int td_fs_mkdir_private(const char *path, bool *created);
 /* Remove a file (for cleaning up after a failure). */
 int td_fs_remove(const char *path);
 
+/* An exclusive advisory lock on a lock file (created owner-only when
+ * missing), held until td_fs_unlock() or the process ends, so that a
+ * killed holder never leaves it locked.  Waits up to timeout_ms for another
+ * holder; TD_ETIMEDOUT then. */
+struct td_fs_lock;
+int td_fs_lock(const char *path, uint64_t timeout_ms, struct td_fs_lock **out);
+void td_fs_unlock(struct td_fs_lock *l);
+
 #endif

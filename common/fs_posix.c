@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The one place where errno from these helpers becomes TD_E*. */
@@ -219,4 +221,52 @@ int td_fs_mkdir_private(const char *path, bool *created)
 int td_fs_remove(const char *path)
 {
     return unlink(path) == 0 ? 0 : td__fs_err(errno);
+}
+
+struct td_fs_lock {
+    int fd;
+};
+
+int td_fs_lock(const char *path, uint64_t timeout_ms, struct td_fs_lock **out)
+{
+    struct timespec step = {0, 20 * 1000 * 1000};
+    struct td_fs_lock *l;
+    uint64_t waited = 0;
+    int fd;
+
+    *out = NULL;
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+    if (fd < 0)
+        return td__fs_err(errno);
+    /* flock() locks belong to the open file: the kernel drops them when the
+     * holder dies, whatever way it dies. */
+    while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            int e = errno;
+            close(fd);
+            return td__fs_err(e);
+        }
+        if (waited >= timeout_ms) {
+            close(fd);
+            return TD_ETIMEDOUT;
+        }
+        nanosleep(&step, NULL);
+        waited += 20;
+    }
+    l = malloc(sizeof(*l));
+    if (!l) {
+        close(fd);
+        return TD_ENOMEM;
+    }
+    l->fd = fd;
+    *out = l;
+    return 0;
+}
+
+void td_fs_unlock(struct td_fs_lock *l)
+{
+    if (!l)
+        return;
+    close(l->fd); /* releases the lock */
+    free(l);
 }
