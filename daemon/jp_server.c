@@ -377,6 +377,29 @@ static void jpss_target_done(struct jps_stream *s, int err)
         jpss_close_target(s);
 }
 
+/* Tell the link how much of the client's data this stream holds.  Past
+ * JP_LINK_RECV_CAP it stops reading the tunnel, so that a slow target slows
+ * the client down (a Java client has no window) instead of growing memory
+ * or costing the stream. */
+static void jpss_note_held(struct jps_stream *s)
+{
+    if (s->linked && s->t->link_live)
+        jp_link_stream_held(&s->t->link, &s->ls, (size_t)s->to_target + s->early_len);
+}
+
+/* The link's pause keeps a stream under JP_LINK_RECV_MAX; past it something
+ * is broken, and the stream goes rather than the memory. */
+static bool jpss_over_max(struct jps_stream *s, size_t more)
+{
+    if (s->to_target + s->early_len + more <= JP_LINK_RECV_MAX)
+        return false;
+    LOG_WARN("jproxy", "%s stream %u: %llu bytes held for target %s, past the limit; resetting it",
+             s->t->label, s->ls.id, (unsigned long long)(s->to_target + s->early_len + more),
+             s->target);
+    jpss_reset(s, END_NO_RESOURCES);
+    return true;
+}
+
 static void jpss_on_target_written(uv_write_t *req, int status)
 {
     struct jps_twrite *w = td_container_of(req, struct jps_twrite, req);
@@ -386,6 +409,7 @@ static void jpss_on_target_written(uv_write_t *req, int status)
 
     s->to_target -= n;
     free(w);
+    jpss_note_held(s);
     if (status < 0) {
         if (status != UV_ECANCELED && s->st == JPSS_OPEN)
             jpss_target_done(s, td_err_from_uv(status));
@@ -409,13 +433,8 @@ static void jpss_target_write(struct jps_stream *s, const uint8_t *p, size_t len
     uv_buf_t b;
     int r;
 
-    if (s->to_target + len > JP_LINK_RECV_CAP) {
-        LOG_INFO("jproxy",
-                 "%s stream %u: target %s reads too slowly (%llu bytes queued); resetting it",
-                 t->label, s->ls.id, s->target, (unsigned long long)s->to_target);
-        jpss_reset(s, END_NO_RESOURCES);
+    if (jpss_over_max(s, len))
         return;
-    }
     if (s->to_target == 0) {
         b = uv_buf_init((char *)p, (unsigned)len);
         r = uv_try_write((uv_stream_t *)s->tcp, &b, 1);
@@ -448,6 +467,7 @@ static void jpss_target_write(struct jps_stream *s, const uint8_t *p, size_t len
         return;
     }
     s->to_target += len;
+    jpss_note_held(s);
 }
 
 static void jpss_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -552,6 +572,7 @@ static void jpss_on_dialed(void *arg, int status, uv_tcp_t *tcp, uint64_t elapse
         free(early);
         if (s->st != JPSS_OPEN)
             return;
+        jpss_note_held(s); /* early_len no longer counts, whatever the kernel took */
     }
     jpss_read_start(s);
 }
@@ -577,6 +598,7 @@ static void jpt_tcp_connect(struct jps_tunnel *t, const struct jp_msg *m)
         return;
     }
     jp_link_stream_init(&s->ls, m->id);
+    jp_link_stream_attach(&t->link, &s->ls);
     s->t = t;
     s->st = JPSS_CONNECTING;
     s->in_table = true;
@@ -612,12 +634,8 @@ static void jpt_tcp_packet(struct jps_tunnel *t, struct jps_stream *s, const str
     switch (s->st) {
     case JPSS_CONNECTING:
         /* Tolerated, as by the Java server: written once connected. */
-        if (s->early_len + m->data_len > JP_LINK_RECV_CAP) {
-            LOG_INFO("jproxy", "%s stream %u: too much data before the connect completed", t->label,
-                     s->ls.id);
-            jpss_reset(s, END_NO_RESOURCES);
+        if (jpss_over_max(s, m->data_len))
             return;
-        }
         if (m->data_len > 0) {
             uint8_t *nb = realloc(s->early, s->early_len + m->data_len);
             if (!nb) {
@@ -627,6 +645,7 @@ static void jpt_tcp_packet(struct jps_tunnel *t, struct jps_stream *s, const str
             memcpy(nb + s->early_len, m->data, m->data_len);
             s->early = nb;
             s->early_len += m->data_len;
+            jpss_note_held(s);
         }
         break;
     case JPSS_OPEN:
@@ -1182,6 +1201,14 @@ static void jpt_on_drain(struct jp_link *l, struct jp_link_stream *ls)
     }
 }
 
+/* The client sent past the window we granted (logged by the link). */
+static void jpt_on_overrun(struct jp_link *l, struct jp_link_stream *ls)
+{
+    struct jps_stream *s = td_container_of(ls, struct jps_stream, ls);
+    (void)l;
+    jpss_reset(s, END_PROTOCOL);
+}
+
 static void jpt_on_finished(struct jp_link *l, struct jp_link_stream *ls)
 {
     struct jps_stream *s = td_container_of(ls, struct jps_stream, ls);
@@ -1230,6 +1257,7 @@ static const struct jp_link_cbs jpt_link_cbs = {
     .on_drain = jpt_on_drain,
     .on_close = jpt_on_link_close,
     .on_closed = jpt_on_link_closed,
+    .on_overrun = jpt_on_overrun,
 };
 
 /* ---- handshake ------------------------------------------------------------------------- */
