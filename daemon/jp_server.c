@@ -112,7 +112,8 @@ struct jps_stream {
     bool client_done;   /* Disconnect received: close once the writes drained */
     uint64_t to_target; /* bytes in uv_write toward the target */
     uint64_t last_progress;
-    uint8_t *early; /* Packets that came before the connect completed */
+    uint64_t last_active; /* payload moved either way: limits.idle_timeout */
+    uint8_t *early;       /* Packets that came before the connect completed */
     size_t early_len;
     struct td_chunk *held; /* target bytes the link's queue did not take */
     size_t held_off, held_len;
@@ -417,7 +418,7 @@ static void jpss_on_target_written(uv_write_t *req, int status)
             jpss_close_target(s);
         return;
     }
-    s->last_progress = uv_now(t->d->loop);
+    s->last_progress = s->last_active = uv_now(t->d->loop);
     if (s->linked && t->link_live)
         jp_link_stream_consumed(&t->link, &s->ls, n);
     if (s->st == JPSS_CLOSING && s->to_target == 0)
@@ -439,7 +440,7 @@ static void jpss_target_write(struct jps_stream *s, const uint8_t *p, size_t len
         b = uv_buf_init((char *)p, (unsigned)len);
         r = uv_try_write((uv_stream_t *)s->tcp, &b, 1);
         if (r > 0) {
-            s->last_progress = uv_now(t->d->loop);
+            s->last_progress = s->last_active = uv_now(t->d->loop);
             if (s->linked && t->link_live)
                 jp_link_stream_consumed(&t->link, &s->ls, (size_t)r);
             p += r;
@@ -498,6 +499,7 @@ static void jpss_on_target_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *
     size_t n;
 
     if (nread > 0 && s->st == JPSS_OPEN) {
+        s->last_active = uv_now(t->d->loop);
         s->down += (uint64_t)nread;
         t->down += (uint64_t)nread;
         n = jp_link_stream_write(&t->link, &s->ls, ch->data, (size_t)nread);
@@ -559,7 +561,8 @@ static void jpss_on_dialed(void *arg, int status, uv_tcp_t *tcp, uint64_t elapse
     tcp->data = s;
     s->tcp = tcp;
     s->st = JPSS_OPEN;
-    s->last_progress = uv_now(t->d->loop);
+    s->last_progress = s->last_active = uv_now(t->d->loop);
+    jpt_arm_sweep(t); /* the stream's idle timeout */
     uv_tcp_nodelay(tcp, 1);
     uv_tcp_keepalive(tcp, 1, JPS_KEEPALIVE);
     jpt_reply_connect(t, s->ls.id, JP_CONNECT_OK, jp_time_clamp(elapsed_ms));
@@ -649,8 +652,10 @@ static void jpt_tcp_packet(struct jps_tunnel *t, struct jps_stream *s, const str
         }
         break;
     case JPSS_OPEN:
-        if (m->data_len > 0)
+        if (m->data_len > 0) {
+            s->last_active = uv_now(t->d->loop);
             jpss_target_write(s, m->data, m->data_len);
+        }
         break;
     case JPSS_CLOSING:
         return; /* the target is finished; the client learns it from our Disconnect */
@@ -952,13 +957,14 @@ static void jpt_arm_sweep(struct jps_tunnel *t)
         uv_timer_start(&t->timer, jpt_on_timer, JPS_SWEEP_MS, 0);
 }
 
-/* UDP idle timeouts, resolver deadlines, and streams whose target stopped
- * taking the data the client left behind. */
+/* UDP idle timeouts, resolver deadlines, streams that carried no payload
+ * either way for idle_timeout, and streams whose target stopped taking the
+ * data the client left behind. */
 static void jpt_sweep(struct jps_tunnel *t)
 {
     uint64_t now = uv_now(t->d->loop);
     const struct cfg_limits *lim = &t->d->cfg->limits;
-    struct td_queue *q, *next;
+    struct td_queue *q, *next, idle;
     bool again = false;
 
     for (q = t->all_assocs.next; q != &t->all_assocs; q = next) {
@@ -974,9 +980,19 @@ static void jpt_sweep(struct jps_tunnel *t)
             again = true;
         }
     }
+    td_queue_init(&idle);
     for (q = t->all_streams.next; q != &t->all_streams; q = next) {
         struct jps_stream *s = td_container_of(q, struct jps_stream, node);
         next = q->next;
+        if (s->st == JPSS_OPEN) {
+            if (now - s->last_active >= lim->idle_timeout_ms) {
+                td_queue_remove(&s->node);
+                td_queue_insert_tail(&idle, &s->node);
+            } else {
+                again = true;
+            }
+            continue;
+        }
         if (!s->client_done || !s->tcp || s->to_target == 0)
             continue;
         if (now - s->last_progress >= lim->idle_timeout_ms) {
@@ -985,6 +1001,16 @@ static void jpt_sweep(struct jps_tunnel *t)
         } else {
             again = true;
         }
+    }
+    /* A reset sends a Disconnect, and the link may finish (and free) other
+     * streams meanwhile, so the idle ones wait on a list of their own. */
+    while (!td_queue_empty(&idle)) {
+        struct jps_stream *s = td_container_of(idle.next, struct jps_stream, node);
+        td_queue_remove(&s->node);
+        td_queue_insert_tail(&t->all_streams, &s->node);
+        LOG_DEBUG("jproxy", "%s stream %u: no data either way for %llu ms; resetting the stream",
+                  t->label, s->ls.id, (unsigned long long)(now - s->last_active));
+        jpss_reset(s, END_IDLE);
     }
     if (again)
         jpt_arm_sweep(t);
