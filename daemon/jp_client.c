@@ -18,6 +18,7 @@
 #include "log.h"
 #include "netutil.h"
 
+#include <mbedtls/platform_util.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -872,9 +873,17 @@ static void jpc_drop_tcp(struct jp_client *cl)
     }
 }
 
+/* The handshake buffer held the encrypted session key and the first frames. */
+static void jpc_hs_wipe(struct jp_client *cl)
+{
+    mbedtls_platform_zeroize(cl->hs, sizeof(cl->hs));
+    cl->hs_len = 0;
+}
+
 /* Back off, then reconnect: the tunnel is kept up for the next request. */
 static void jpc_tunnel_failed(struct jp_client *cl, const char *why)
 {
+    jpc_hs_wipe(cl);
     if (why)
         LOG_WARN("jproxy", "tunnel %s to %s:%u: %s", cl->cfg->name, cl->cfg->jp_server.host,
                  cl->cfg->jp_server.port, why);
@@ -914,6 +923,7 @@ static void jpc_up(struct jp_client *cl, const uint8_t *rest, size_t rest_len,
     int r = jp_login_open(&cl->key.key, ct, k);
 
     if (r != 0) {
+        mbedtls_platform_zeroize(k, sizeof(k));
         jpc_tunnel_failed(cl, "cannot decrypt the session key: wrong key file?");
         return;
     }
@@ -923,7 +933,8 @@ static void jpc_up(struct jp_client *cl, const uint8_t *rest, size_t rest_len,
     cl->link.name = cl->label;
     r = jp_link_start(&cl->link, cl->d, tcp, k, JP_DIR_S2C, cl->extensions, &jpc_link_cbs, cl, rest,
                       rest_len);
-    memset(k, 0, sizeof(k));
+    mbedtls_platform_zeroize(k, sizeof(k));
+    jpc_hs_wipe(cl); /* rest and ct pointed into it */
     if (r != 0) {
         cl->tcp = tcp;
         jpc_tunnel_failed(cl, "cannot start the tunnel");

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "netutil.h"
 
+#include <mbedtls/platform_util.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1027,6 +1028,7 @@ static void jpt_unref(struct jps_tunnel *t)
         return;
     td_queue_remove(&t->node);
     srv->n_tunnels--;
+    mbedtls_platform_zeroize(t->hs, sizeof(t->hs)); /* a handshake cut short */
     jp_idmap_free(&t->streams);
     jp_idmap_free(&t->assocs);
     free(t);
@@ -1319,7 +1321,7 @@ static void jpt_login(struct jps_tunnel *t, size_t used)
                       token[3]);
         jp_login_reply_encode_reject(rej);
         jpt_reject(t, rej, sizeof(rej), END_AUTH);
-        return;
+        goto wipe;
     }
     t->user = u;
     /* jp_login_accept only reads the public key (mbedTLS wants it mutable). */
@@ -1328,7 +1330,7 @@ static void jpt_login(struct jps_tunnel *t, size_t used)
         LOG_WARN("jproxy", "%s: cannot encrypt the session key for user %s: %s", t->label, u->label,
                  td_strerror(r));
         jpt_close(t, END_ERROR);
-        return;
+        goto wipe;
     }
     uv_read_stop((uv_stream_t *)t->tcp);
     uv_timer_stop(&t->timer);
@@ -1340,17 +1342,24 @@ static void jpt_login(struct jps_tunnel *t, size_t used)
         r = jp_link_start(&t->link, t->d, tcp, key, JP_DIR_C2S, t->extensions, &jpt_link_cbs, t,
                           t->hs + used, t->hs_len - used);
     }
-    memset(key, 0, sizeof(key));
     if (r != 0) {
         LOG_WARN("jproxy", "%s: cannot start the tunnel: %s", t->label, td_strerror(r));
         jpt_close(t, r == TD_ECRYPTO || r == TD_EPROTO ? END_PROTOCOL : END_ERROR);
-        return;
+        goto wipe;
     }
     t->tcp = NULL; /* the link owns it now */
     t->link_live = true;
     jpt_set_state(t, JPT_UP);
     LOG_DEBUG("jproxy", "%s: user %s logged in (%s client)", t->label, u->label,
               t->extensions ? "tunneld" : "jProxy 3");
+wipe:
+    /* The token, the session key and its transport: none is needed past
+     * this point (the link keeps its own key schedule). */
+    mbedtls_platform_zeroize(token, sizeof(token));
+    mbedtls_platform_zeroize(key, sizeof(key));
+    mbedtls_platform_zeroize(reply, sizeof(reply));
+    mbedtls_platform_zeroize(t->hs, sizeof(t->hs));
+    t->hs_len = 0;
 }
 
 static void jpt_handshake(struct jps_tunnel *t)
@@ -1388,6 +1397,7 @@ static void jpt_handshake(struct jps_tunnel *t)
         r = jp_token_parse(t->hs + JP_HELLO_LEN, t->hs_len - JP_HELLO_LEN, &tused, token);
         if (r == TD_EAGAIN)
             return;
+        mbedtls_platform_zeroize(token, sizeof(token)); /* jpt_login reads it from t->hs */
         if (r != 0) {
             jpt_bad_input(t, "bad login token");
             jpt_close(t, END_PROTOCOL);
