@@ -196,6 +196,11 @@ static void jpl_update_reading(struct jp_link *l)
     l->reading = want;
 }
 
+bool jp_link_reading(const struct jp_link *l)
+{
+    return l->reading;
+}
+
 void jp_link_read_pause(struct jp_link *l, bool pause)
 {
     l->read_paused = pause;

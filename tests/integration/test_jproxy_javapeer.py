@@ -632,6 +632,46 @@ class JavaServerTest(unittest.TestCase):
     def test_d_fast_socks_client(self):
         self.download(None, None, "jpjava-fast")
 
+    def test_f_stalled_reader_keeps_the_tunnel(self):
+        """A SOCKS client that stops reading pauses the whole tunnel; a
+        request made meanwhile cannot get its Connect reply, and that must
+        not make the health check declare the server dead (which would cost
+        every stream its data)."""
+        connect_s = 2
+        cli = self.client({"connect_timeout": "%ds" % connect_s})
+        stalled = None
+        try:
+            n, seed = 16 * h.MiB, "jpjava-stall"
+            stalled = socket.socket()
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stalled.settimeout(h.scaled(10))
+            stalled.connect(("127.0.0.1", cli.port("socks")))
+            self.assertEqual(h.socks_greet(stalled, (0,)), 0)
+            rep, _, _ = h.socks_request(stalled, h.SOCKS_CMD_CONNECT, "127.0.0.1",
+                                        self.origin.port)
+            self.assertEqual(rep, 0)
+            stalled.sendall(b"GET /bytes?n=%d&seed=%s HTTP/1.0\r\nHost: x\r\n\r\n"
+                            % (n, seed.encode()))
+            time.sleep(1.0)  # every buffer on the way fills, the tunnel pauses
+            # A request while the tunnel is paused: it may fail (that is the
+            # documented cost), but it must not take the tunnel down.
+            rep, s2 = h.socks_reply_code(cli.port("socks"), "127.0.0.1", self.origin.port,
+                                         timeout=h.scaled(connect_s + 8))
+            s2.close()
+            time.sleep(h.scaled(connect_s + 2))  # health checks run every second
+            st, _, _, body = h.read_http_response(stalled, timeout=h.scaled(30))
+            self.assertEqual(st, 200)
+            self.assertEqual(len(body), n, "body length of the stalled stream")
+            self.assertEqual(body, h.gen_bytes(n, seed), "body of the stalled stream")
+            self.assertEqual(log_lines(cli, r"tunnel jp to .* lost|no answer from the server"),
+                             [])
+            self.assertEqual(len(log_lines(cli, r"tunnel jp up to ")), 1)
+            h.socks5_http_get(cli.port("socks"), self.origin, "/bytes?n=1000&seed=after")
+        finally:
+            if stalled is not None:
+                stalled.close()
+            h.stop_all((cli,))
+
 
 @unittest.skipUnless(have_crypto(), "needs libcrypto and the openssl command")
 class JavaClientTest(unittest.TestCase):
