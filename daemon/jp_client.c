@@ -386,7 +386,7 @@ static void jpc_op_close(struct conn *c)
     c->tstream = NULL;
     /* Its owner gave up waiting (connect timeout) while the server sent
      * nothing at all: the health check decides whether the tunnel is dead. */
-    if (s->st == JPS_CONNECTING && cl->link_live && jp_link_reading(&cl->link) &&
+    if (s->st == JPS_CONNECTING && cl->link_live && !jp_link_over_cap(&cl->link) &&
         cl->last_rx <= s->sent_at &&
         uv_now(cl->d->loop) - s->sent_at >= cl->d->cfg->limits.connect_timeout_ms / 2 &&
         !cl->stalled_at)
@@ -814,7 +814,7 @@ static void on_health_timer(uv_timer_t *t)
 
     if (cl->state != JPC_UP || !cl->link_live)
         return;
-    if (!jp_link_reading(&cl->link)) {
+    if (jp_link_over_cap(&cl->link)) {
         /* We are not reading the tunnel (a stream holds all it may until
          * its client reads): the server's answers may be waiting in the
          * socket, so its silence proves nothing until we read again. */

@@ -196,9 +196,9 @@ static void jpl_update_reading(struct jp_link *l)
     l->reading = want;
 }
 
-bool jp_link_reading(const struct jp_link *l)
+bool jp_link_over_cap(const struct jp_link *l)
 {
-    return l->reading;
+    return l->n_over > 0;
 }
 
 void jp_link_read_pause(struct jp_link *l, bool pause)

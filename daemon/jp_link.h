@@ -185,9 +185,10 @@ void jp_link_stream_detach(struct jp_link *l, struct jp_link_stream *s);
 /* Stop/resume reading the tunnel socket for the owner's own reasons
  * (independent of the pause for held bytes above). */
 void jp_link_read_pause(struct jp_link *l, bool pause);
-/* Whether the tunnel socket is being read now.  While it is not (paused
- * for any reason), silence from the peer says nothing about the peer. */
-bool jp_link_reading(const struct jp_link *l);
+/* Reading is paused because a stream holds more than JP_LINK_RECV_CAP: the
+ * peer's messages may be waiting in the socket, so its silence says nothing
+ * about it until the local reader catches up. */
+bool jp_link_over_cap(const struct jp_link *l);
 /* Close the socket; on_close (if not yet called) and on_closed follow. */
 void jp_link_close(struct jp_link *l, int err);
 void jp_link_free(struct jp_link *l);
