@@ -6,7 +6,8 @@ it with Python peers (docs/protocols/jproxy.md, /work/shared/specs/jproxy.md):
 
 * a Java-like *server* in front of our client: a slow SOCKS5 reader (curl
   --limit-rate), with the default and with a 16 MiB limits.buffer, and a
-  fast one.  64 MiB each, SHA-256 checked, no reset, RSS bounded;
+  fast one.  64 MiB each, SHA-256 checked, no reset, RSS bounded.  And a
+  reader that stops: the paused tunnel must not look like a dead server;
 * a Java-like *client* in front of our server: a slow target and a fast
   one, the same checks;
 * the TCP Window extension enforced: a client (hello minor 0x74) and a
@@ -23,10 +24,8 @@ fast; the RSA step of each login uses the openssl command, once per tunnel.
 import ctypes
 import ctypes.util
 import os
-import queue
 import re
 import select
-import shutil
 import socket
 import struct
 import sys
