@@ -18,11 +18,13 @@
 #include "log.h"
 #include "netutil.h"
 
+#include <mbedtls/platform_util.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define JPC_BACKOFF_MIN 250
 #define JPC_IDS         65536
+#define JPC_RBUF_MIN    (16 * 1024)
 
 enum jpc_state {
     JPC_DOWN = 0, /* not connected; waiting for a reason to connect */
@@ -51,10 +53,17 @@ struct jpc_stream {
     enum jps_state st;
     struct td_queue wait_node;
     struct jp_addr addr;
-    bool remote_done; /* Disconnect received */
+    bool remote_done; /* Disconnect received (or ours sent) */
     bool paused;      /* the conn asked us to hold the data for its client */
-    uint64_t held;    /* bytes delivered while paused, not yet granted */
-    uint8_t *ovf;     /* what the link's queue did not take */
+    bool eof_pending; /* remote_done, for the conn once the held data is out */
+    bool delivering;  /* inside jpc_deliver */
+    /* Packet data the conn has not taken yet (it paused us): a ring of rcap
+     * bytes, at most JP_LINK_RECV_MAX, allocated only while non-empty.  The
+     * link stops reading the tunnel while it holds more than
+     * JP_LINK_RECV_CAP, which is how a peer without windows is slowed. */
+    uint8_t *rbuf;
+    size_t roff, rlen, rcap;
+    uint8_t *ovf; /* what the link's queue did not take */
     size_t ovf_len;
     struct td_queue connecting_node; /* cl->connecting while CONNECTING */
     uint64_t sent_at;                /* uv_now() when the Connect was queued */
@@ -86,6 +95,7 @@ struct jp_client {
     struct td_daemon *d;
     const struct cfg_tunnel *cfg;
     struct jp_client_key key;
+    char label[96]; /* "tunnel NAME", for the link's log lines */
     enum jpc_state state;
     struct td_dial *dial;
     uv_tcp_t *tcp; /* during the handshake */
@@ -162,7 +172,106 @@ static void jpc_stream_free(struct jpc_stream *s)
         jp_link_stream_detach(&cl->link, &s->ls);
     cl->n_streams--;
     free(s->ovf);
+    free(s->rbuf);
     free(s);
+}
+
+/* Send Disconnect for an open or connecting stream; the link forgets it. */
+static void jpc_send_disconnect(struct jp_client *cl, struct jpc_stream *s)
+{
+    struct jp_msg m;
+    uint16_t id = s->ls.id;
+
+    jp_link_stream_detach(&cl->link, &s->ls);
+    memset(&m, 0, sizeof(m));
+    m.type = JP_MSG_TCP_DISCONNECT;
+    m.id = id;
+    m.reason = JP_REASON_RESET;
+    jp_link_send_msg(&cl->link, &m);
+}
+
+/* Keep n more bytes for the conn, after those already held.  TD_ELIMIT past
+ * JP_LINK_RECV_MAX, which the link's pause rules out unless something is
+ * broken. */
+static int jpc_hold(struct jpc_stream *s, const uint8_t *p, size_t n)
+{
+    size_t need = s->rlen + n, tail, first;
+
+    if (need > JP_LINK_RECV_MAX)
+        return TD_ELIMIT;
+    if (need > s->rcap) {
+        size_t ncap = s->rcap ? s->rcap : JPC_RBUF_MIN, head;
+        uint8_t *nb;
+        while (ncap < need)
+            ncap *= 2;
+        if (ncap > JP_LINK_RECV_MAX)
+            ncap = JP_LINK_RECV_MAX;
+        nb = malloc(ncap);
+        if (!nb)
+            return TD_ENOMEM;
+        head = s->rcap - s->roff < s->rlen ? s->rcap - s->roff : s->rlen;
+        if (s->rlen > 0) {
+            memcpy(nb, s->rbuf + s->roff, head);
+            memcpy(nb + head, s->rbuf, s->rlen - head);
+        }
+        free(s->rbuf);
+        s->rbuf = nb;
+        s->rcap = ncap;
+        s->roff = 0;
+    }
+    tail = s->roff + s->rlen;
+    if (tail >= s->rcap)
+        tail -= s->rcap;
+    first = s->rcap - tail < n ? s->rcap - tail : n;
+    memcpy(s->rbuf + tail, p, first);
+    memcpy(s->rbuf, p + first, n - first);
+    s->rlen += n;
+    return 0;
+}
+
+/* Hand the held bytes to the conn until it pauses us again or all are out,
+ * then the end of the stream if it came after them.  Returns false when
+ * the conn closed on the way: s is freed then. */
+static bool jpc_deliver(struct jpc_stream *s)
+{
+    struct jp_client *cl = s->cl;
+    uint16_t id = s->ls.id;
+
+    if (s->delivering)
+        return true; /* the outer call carries on */
+    s->delivering = true;
+    while (s->rlen > 0 && !s->paused) {
+        size_t n = s->rcap - s->roff;
+        if (n > s->rlen)
+            n = s->rlen;
+        if (n > TD_CHUNK_SIZE)
+            n = TD_CHUNK_SIZE; /* one full relay chunk per call */
+        conn_target_data(s->c, s->rbuf + s->roff, n);
+        if (cl->by_id[id] != s)
+            return false;
+        s->roff += n;
+        if (s->roff == s->rcap)
+            s->roff = 0;
+        s->rlen -= n;
+        if (cl->link_live)
+            jp_link_stream_consumed(&cl->link, &s->ls, n);
+        if (cl->by_id[id] != s)
+            return false;
+    }
+    s->delivering = false;
+    if (s->rlen == 0) {
+        free(s->rbuf);
+        s->rbuf = NULL;
+        s->roff = s->rcap = 0;
+    }
+    if (cl->link_live)
+        jp_link_stream_held(&cl->link, &s->ls, s->rlen);
+    if (s->rlen == 0 && s->eof_pending) {
+        s->eof_pending = false;
+        conn_target_eof(s->c);
+        return cl->by_id[id] == s;
+    }
+    return true;
 }
 
 static void jpc_addr_from_host(struct jp_addr *a, const char *host, uint16_t port)
@@ -194,6 +303,7 @@ static void jpc_send_connect(struct jp_client *cl, struct jpc_stream *s)
     }
     td_queue_remove(&s->wait_node);
     jp_link_stream_init(&s->ls, id);
+    jp_link_stream_attach(&cl->link, &s->ls);
     cl->by_id[id] = s;
     s->st = JPS_CONNECTING;
     s->sent_at = uv_now(cl->d->loop);
@@ -254,10 +364,10 @@ static void jpc_op_read_pause(struct conn *c, bool pause)
 {
     struct jpc_stream *s = jpc_of(c);
     s->paused = pause;
-    if (!pause && s->held > 0 && s->cl->link_live && s->st == JPS_OPEN) {
-        jp_link_stream_consumed(&s->cl->link, &s->ls, (size_t)s->held);
-        s->held = 0;
-    }
+    /* The conn takes target data at any time and re-checks its state after
+     * this call, so what was held goes out at once. */
+    if (!pause && s->rlen > 0 && s->st == JPS_OPEN && s->cl->link_live)
+        jpc_deliver(s);
 }
 
 static void jpc_op_shutdown(struct conn *c)
@@ -276,21 +386,14 @@ static void jpc_op_close(struct conn *c)
     c->tstream = NULL;
     /* Its owner gave up waiting (connect timeout) while the server sent
      * nothing at all: the health check decides whether the tunnel is dead. */
-    if (s->st == JPS_CONNECTING && cl->link_live && cl->last_rx <= s->sent_at &&
+    if (s->st == JPS_CONNECTING && cl->link_live && !jp_link_over_cap(&cl->link) &&
+        cl->last_rx <= s->sent_at &&
         uv_now(cl->d->loop) - s->sent_at >= cl->d->cfg->limits.connect_timeout_ms / 2 &&
         !cl->stalled_at)
         cl->stalled_at = s->sent_at ? s->sent_at : 1;
     if ((s->st == JPS_OPEN || s->st == JPS_CONNECTING) && !s->remote_done && cl->link_live &&
-        !s->ls.finished) {
-        struct jp_msg m;
-        uint16_t id = s->ls.id;
-        jp_link_stream_detach(&cl->link, &s->ls);
-        memset(&m, 0, sizeof(m));
-        m.type = JP_MSG_TCP_DISCONNECT;
-        m.id = id;
-        m.reason = JP_REASON_RESET;
-        jp_link_send_msg(&cl->link, &m);
-    }
+        !s->ls.finished)
+        jpc_send_disconnect(cl, s);
     jpc_stream_free(s);
 }
 
@@ -547,22 +650,27 @@ static void jpc_on_msg(struct jp_link *l, const struct jp_msg *m)
     case JP_MSG_TCP_PACKET:
         if (s->st != JPS_OPEN || s->remote_done)
             return;
+        if (s->paused || s->rlen > 0) {
+            /* The conn's queue toward its client is full: hold the data
+             * here, compactly, and let the link pause the tunnel (the
+             * peer's TCP then waits) rather than lose any of it. */
+            int r = jpc_hold(s, m->data, m->data_len);
+            if (r != 0) {
+                LOG_WARN("jproxy", "tunnel %s stream %u: cannot hold %u more bytes (%zu held): %s",
+                         cl->cfg->name, m->id, m->data_len, s->rlen, td_strerror(r));
+                conn_target_reset(c, r);
+                return;
+            }
+            jp_link_stream_held(&cl->link, &s->ls, s->rlen);
+            if (!s->paused)
+                jpc_deliver(s);
+            return;
+        }
         conn_target_data(c, m->data, m->data_len);
         /* The conn may have closed (and freed s) inside that call. */
         if (cl->by_id[m->id] != s)
             return;
-        if (!s->paused) {
-            jp_link_stream_consumed(&cl->link, &s->ls, m->data_len);
-        } else {
-            s->held += m->data_len;
-            if (!cl->extensions && s->held > JP_LINK_RECV_CAP) {
-                LOG_INFO("jproxy",
-                         "tunnel %s stream %u: client too slow for a peer without "
-                         "flow control (%llu bytes held); resetting it",
-                         cl->cfg->name, m->id, (unsigned long long)s->held);
-                conn_target_reset(c, TD_ELIMIT);
-            }
-        }
+        jp_link_stream_consumed(&cl->link, &s->ls, m->data_len);
         return;
     case JP_MSG_TCP_DISCONNECT:
         s->remote_done = true;
@@ -571,6 +679,10 @@ static void jpc_on_msg(struct jp_link *l, const struct jp_msg *m)
             c->tstream = NULL;
             jpc_stream_free(s);
             conn_target_failed(c, TD_ECONNRESET, "the server closed the stream");
+            return;
+        }
+        if (s->rlen > 0) {
+            s->eof_pending = true; /* the data before it goes out first */
             return;
         }
         conn_target_eof(c);
@@ -598,6 +710,28 @@ static void jpc_on_drain(struct jp_link *l, struct jp_link_stream *ls)
     (void)cl;
     if (c && jpc_op_pending(c) <= c->d->cfg->limits.buffer / 2)
         conn_target_drained(c);
+}
+
+/* The server sent past the window we granted (logged by the link): that
+ * stream is reset, the tunnel carries on. */
+static void jpc_on_overrun(struct jp_link *l, struct jp_link_stream *ls)
+{
+    struct jp_client *cl = l->ud;
+    struct jpc_stream *s = td_container_of(ls, struct jpc_stream, ls);
+    struct conn *c = s->c;
+
+    if (cl->by_id[ls->id] != s || s->remote_done)
+        return;
+    if (s->st == JPS_CONNECTING) {
+        jpc_send_disconnect(cl, s);
+        s->remote_done = true;
+        c->tops = NULL;
+        c->tstream = NULL;
+        jpc_stream_free(s);
+        conn_target_failed(c, TD_EPROTO, "protocol violation by the server");
+        return;
+    }
+    conn_target_reset(c, TD_EPROTO); /* its close sends the Disconnect */
 }
 
 static void jpc_fail_streams(struct jp_client *cl, const char *why)
@@ -680,6 +814,13 @@ static void on_health_timer(uv_timer_t *t)
 
     if (cl->state != JPC_UP || !cl->link_live)
         return;
+    if (jp_link_over_cap(&cl->link)) {
+        /* We are not reading the tunnel (a stream holds all it may until
+         * its client reads): the server's answers may be waiting in the
+         * socket, so its silence proves nothing until we read again. */
+        cl->last_rx = now;
+        cl->stalled_at = 0;
+    }
     {
         uint64_t since = cl->stalled_at;
         if (!td_queue_empty(&cl->connecting)) {
@@ -715,11 +856,20 @@ static void jpc_on_finished(struct jp_link *l, struct jp_link_stream *ls)
     if (!c || s->remote_done)
         return;
     s->remote_done = true;
+    if (s->rlen > 0) {
+        s->eof_pending = true; /* after the data still held for the conn */
+        return;
+    }
     conn_target_eof(c); /* may free s */
 }
 
-static const struct jp_link_cbs jpc_link_cbs = {jpc_on_msg, jpc_on_drain, jpc_on_link_close,
-                                                jpc_on_link_closed};
+static const struct jp_link_cbs jpc_link_cbs = {
+    .on_msg = jpc_on_msg,
+    .on_drain = jpc_on_drain,
+    .on_close = jpc_on_link_close,
+    .on_closed = jpc_on_link_closed,
+    .on_overrun = jpc_on_overrun,
+};
 
 /* ---- the tunnel ---------------------------------------------------------- */
 
@@ -731,9 +881,17 @@ static void jpc_drop_tcp(struct jp_client *cl)
     }
 }
 
+/* The handshake buffer held the encrypted session key and the first frames. */
+static void jpc_hs_wipe(struct jp_client *cl)
+{
+    mbedtls_platform_zeroize(cl->hs, sizeof(cl->hs));
+    cl->hs_len = 0;
+}
+
 /* Back off, then reconnect: the tunnel is kept up for the next request. */
 static void jpc_tunnel_failed(struct jp_client *cl, const char *why)
 {
+    jpc_hs_wipe(cl);
     if (why)
         LOG_WARN("jproxy", "tunnel %s to %s:%u: %s", cl->cfg->name, cl->cfg->jp_server.host,
                  cl->cfg->jp_server.port, why);
@@ -773,15 +931,18 @@ static void jpc_up(struct jp_client *cl, const uint8_t *rest, size_t rest_len,
     int r = jp_login_open(&cl->key.key, ct, k);
 
     if (r != 0) {
+        mbedtls_platform_zeroize(k, sizeof(k));
         jpc_tunnel_failed(cl, "cannot decrypt the session key: wrong key file?");
         return;
     }
     uv_read_stop((uv_stream_t *)tcp);
     cl->tcp = NULL; /* the link owns it now */
     cl->link.on_finished = jpc_on_finished;
+    cl->link.name = cl->label;
     r = jp_link_start(&cl->link, cl->d, tcp, k, JP_DIR_S2C, cl->extensions, &jpc_link_cbs, cl, rest,
                       rest_len);
-    memset(k, 0, sizeof(k));
+    mbedtls_platform_zeroize(k, sizeof(k));
+    jpc_hs_wipe(cl); /* rest and ct pointed into it */
     if (r != 0) {
         cl->tcp = tcp;
         jpc_tunnel_failed(cl, "cannot start the tunnel");
@@ -949,6 +1110,7 @@ int jp_client_create(struct td_daemon *d, const struct cfg_tunnel *cfg, struct j
         return TD_ENOMEM;
     cl->d = d;
     cl->cfg = cfg;
+    snprintf(cl->label, sizeof(cl->label), "tunnel %s", cfg->name);
     cl->next_id = 1;
     cl->udp_next_id = 1;
     td_queue_init(&cl->waiting);

@@ -24,6 +24,10 @@
 #define JPL_WINDOW_LIMIT   ((int64_t)1 << 40) /* a peer cannot grant more than this */
 #define JPL_STREAM_BUF_MIN (16 * 1024)
 
+/* One read of the tunnel socket fills at most a chunk, and JP_LINK_RECV_MAX
+ * counts on that. */
+_Static_assert(TD_CHUNK_SIZE <= JP_LINK_RECV_MAX - JP_LINK_RECV_CAP, "tunnel reads too large");
+
 /* One write request: freed by jpl_on_write. */
 struct jpl_write {
     uv_write_t req;
@@ -167,7 +171,8 @@ static void jpl_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void jpl_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 
-/* Read unless the owner paused us or too many control frames wait. */
+/* Read unless the owner paused us, too many control frames wait, or a
+ * stream holds more than its cap. */
 static void jpl_update_reading(struct jp_link *l)
 {
     bool want;
@@ -176,7 +181,7 @@ static void jpl_update_reading(struct jp_link *l)
         l->ctrl_paused = false;
     else if (!l->ctrl_paused && l->ctrl_len > JP_LINK_CTRL_CAP)
         l->ctrl_paused = true;
-    want = !l->closing && !l->starting && !l->read_paused && !l->ctrl_paused;
+    want = !l->closing && !l->starting && !l->read_paused && !l->ctrl_paused && l->n_over == 0;
     if (want == l->reading)
         return;
     if (want) {
@@ -189,6 +194,11 @@ static void jpl_update_reading(struct jp_link *l)
         uv_read_stop((uv_stream_t *)l->tcp);
     }
     l->reading = want;
+}
+
+bool jp_link_over_cap(const struct jp_link *l)
+{
+    return l->n_over > 0;
 }
 
 void jp_link_read_pause(struct jp_link *l, bool pause)
@@ -230,6 +240,31 @@ static void jpl_on_window(struct jp_link *l, const uint8_t *m, size_t len)
     jpl_flush(l);
 }
 
+/* Extension: a Packet must fit in the window we granted.  Returns false
+ * when it is to be dropped. */
+static bool jpl_recv_allowed(struct jp_link *l, const struct jp_msg *m)
+{
+    struct jp_link_stream *s = jp_idmap_get(&l->streams, m->id);
+
+    if (!s)
+        return true; /* an id we do not know: the owner ignores it */
+    if (s->overrun)
+        return false;
+    if ((int64_t)m->data_len <= s->recv_window) {
+        s->recv_window -= m->data_len;
+        return true;
+    }
+    /* Buffering it would let the peer grow our memory at will. */
+    s->overrun = true;
+    LOG_INFO("jproxy",
+             "%s stream %u: the peer sent a Packet of %u bytes past the window it was granted "
+             "(%lld bytes left); resetting the stream",
+             jpl_name(l), s->id, m->data_len, (long long)s->recv_window);
+    if (l->cbs->on_overrun)
+        l->cbs->on_overrun(l, s); /* may detach and free s */
+    return false;
+}
+
 static void jpl_dispatch(struct jp_link *l, const uint8_t *m, size_t len)
 {
     struct jp_msg msg;
@@ -246,6 +281,8 @@ static void jpl_dispatch(struct jp_link *l, const uint8_t *m, size_t len)
                   jpl_name(l), len > 0 ? m[0] : 0, len);
         return;
     }
+    if (msg.type == JP_MSG_TCP_PACKET && l->extensions && !jpl_recv_allowed(l, &msg))
+        return;
     l->cbs->on_msg(l, &msg);
 }
 
@@ -391,6 +428,11 @@ static int jpl_encode_packet(struct jp_link *l, struct jp_link_stream *s, uint8_
 
 static void jpl_forget(struct jp_link *l, struct jp_link_stream *s)
 {
+    if (s->over) {
+        s->over = false;
+        l->n_over--;
+        jpl_update_reading(l);
+    }
     if (s->in_ring) {
         td_queue_remove(&s->ring);
         s->in_ring = false;
@@ -524,6 +566,36 @@ void jp_link_stream_init(struct jp_link_stream *s, uint16_t id)
     s->id = id;
     td_queue_init(&s->ring);
     s->send_window = JP_LINK_WINDOW;
+    s->recv_window = JP_LINK_WINDOW;
+}
+
+void jp_link_stream_attach(struct jp_link *l, struct jp_link_stream *s)
+{
+    if (!l->extensions || s->attached || l->closing)
+        return;
+    if (jp_idmap_set(&l->streams, s->id, s) == 0)
+        s->attached = true;
+    else
+        s->send_window = JPL_WINDOW_LIMIT; /* no table entry: no window to wait for */
+}
+
+void jp_link_stream_held(struct jp_link *l, struct jp_link_stream *s, size_t n)
+{
+    bool over;
+
+    if (l->closing || s->finished)
+        return;
+    over = s->over ? n >= JP_LINK_RECV_LOW : n > JP_LINK_RECV_CAP;
+    if (over == s->over)
+        return;
+    s->over = over;
+    if (over)
+        l->n_over++;
+    else
+        l->n_over--;
+    LOG_TRACE("jproxy", "%s stream %u holds %zu bytes: %s", jpl_name(l), s->id, n,
+              over ? "pausing the tunnel" : "drained");
+    jpl_update_reading(l);
 }
 
 size_t jp_link_stream_queued(const struct jp_link_stream *s)
@@ -569,12 +641,7 @@ size_t jp_link_stream_write(struct jp_link *l, struct jp_link_stream *s, const u
 
     if (l->closing || s->finish || s->finished)
         return len;
-    if (l->extensions && !s->attached) {
-        if (jp_idmap_set(&l->streams, s->id, s) == 0)
-            s->attached = true;
-        else
-            s->send_window = JPL_WINDOW_LIMIT; /* no table entry: no window to wait for */
-    }
+    jp_link_stream_attach(l, s);
     room = JP_LINK_STREAM_CAP - s->len;
     n = len < room ? len : room;
     if (n == 0)
@@ -625,6 +692,7 @@ void jp_link_stream_consumed(struct jp_link *l, struct jp_link_stream *s, size_t
         return;
     }
     s->recv_unacked -= inc;
+    s->recv_window += inc;
     jpl_flush(l);
 }
 

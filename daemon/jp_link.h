@@ -15,9 +15,15 @@
  * docs/protocols/jproxy.md): every stream starts with a send window of
  * JP_LINK_WINDOW bytes.  A receiver grants more with a TCP Window message
  * once it has written the bytes out to its local socket, so a stream whose
- * local reader stalls stops only itself.  With a Java peer there is no
- * window: a receiver whose local socket is slower than the tunnel buffers up
- * to JP_LINK_RECV_CAP bytes for the stream and then resets that stream.
+ * local reader stalls stops only itself.  The receiver holds the peer to
+ * it: a Packet past what was granted resets that stream (on_overrun).
+ *
+ * A Java peer has no window, but it can still be slowed down: the owner
+ * tells the link how many received bytes it holds for each stream
+ * (jp_link_stream_held), and while any stream holds more than
+ * JP_LINK_RECV_CAP the link stops reading the tunnel socket, until every
+ * such stream is back under JP_LINK_RECV_LOW.  TCP then pushes back on the
+ * peer; the other streams of the tunnel wait too.
  *
  * Lifetime: the link owns the uv_tcp_t handed to jp_link_start(); after
  * on_close the handle is being closed and the link must not be used except
@@ -36,8 +42,12 @@
 #define JP_LINK_STREAM_CAP (64 * 1024)   /* queued payload per stream */
 #define JP_LINK_WIRE_CAP   (256 * 1024)  /* encrypted bytes in the socket queue */
 #define JP_LINK_WINDOW     (256 * 1024)  /* initial per-stream window (extension) */
-#define JP_LINK_RECV_CAP   (1024 * 1024) /* per-stream buffering without a window */
+#define JP_LINK_RECV_CAP   (256 * 1024)  /* held per stream before the tunnel pauses */
+#define JP_LINK_RECV_LOW   (128 * 1024)  /* ... and resumes once all are under this */
 #define JP_LINK_CTRL_CAP   (1024 * 1024) /* control frames waiting before reads pause */
+/* What a stream can hold at most: the cap plus what one read of the tunnel
+ * socket (a 64 KiB chunk, see jpl_alloc) still delivers after the pause. */
+#define JP_LINK_RECV_MAX (JP_LINK_RECV_CAP + 64 * 1024)
 
 /* Our extension kind: TCP Window, 23 | id u16 | increment u32, both
  * directions, only after a 0x74 hello. */
@@ -72,7 +82,10 @@ struct jp_link_stream {
     bool finish;           /* send Disconnect once buf is empty */
     bool finished;         /* Disconnect sent */
     int64_t send_window;   /* bytes we may still send (extension), else unlimited */
+    int64_t recv_window;   /* bytes the peer may still send (extension) */
     uint64_t recv_unacked; /* bytes received and written locally but not yet granted */
+    bool overrun;          /* the peer sent past recv_window: reset, logged once */
+    bool over;             /* holds more than JP_LINK_RECV_CAP: counted in n_over */
 };
 
 struct jp_link_cbs {
@@ -87,6 +100,10 @@ struct jp_link_cbs {
     void (*on_close)(struct jp_link *l, int err);
     /* The socket handle has been closed: now jp_link_free() is allowed. */
     void (*on_closed)(struct jp_link *l);
+    /* Extension: the peer sent a Packet past the window we granted on s
+     * (already logged; that Packet and the stream's later ones are dropped).
+     * The owner resets the stream: Disconnect, and its local side closed. */
+    void (*on_overrun)(struct jp_link *l, struct jp_link_stream *s);
 };
 
 struct jp_link {
@@ -112,6 +129,7 @@ struct jp_link {
     bool reading, read_paused, closing;
     uint64_t last_rx_ms;     /* uv_now() of the last byte received */
     bool ctrl_paused;        /* reading stopped: too many control frames waiting */
+    uint32_t n_over;         /* streams holding more than JP_LINK_RECV_CAP */
     bool flushing;           /* inside the scheduler (callbacks must not re-enter it) */
     bool starting;           /* inside jp_link_start() */
     bool close_notified;     /* on_close has run */
@@ -135,6 +153,11 @@ int jp_link_start(struct jp_link *l, struct td_daemon *d, uv_tcp_t *tcp, const u
 int jp_link_send_msg(struct jp_link *l, const struct jp_msg *m);
 
 void jp_link_stream_init(struct jp_link_stream *s, uint16_t id);
+/* Put the stream in the link's id table as soon as it exists (Connect sent
+ * or received), so that the peer's window is enforced from its first Packet
+ * and TCP Window messages reach it.  Without the extension it does nothing.
+ * Out of memory: the stream works without either. */
+void jp_link_stream_attach(struct jp_link *l, struct jp_link_stream *s);
 /* Copy len bytes into the stream's queue; returns the number taken, which is
  * less than len when the queue is full (JP_LINK_STREAM_CAP): the owner then
  * stops reading its local socket until on_drain.  After finish, or while the
@@ -150,11 +173,22 @@ void jp_link_stream_finish(struct jp_link *l, struct jp_link_stream *s);
 /* The owner wrote n received bytes of this stream to its local socket (and
  * they left our buffers): grants window to the peer when extensions are on. */
 void jp_link_stream_consumed(struct jp_link *l, struct jp_link_stream *s, size_t n);
+/* The owner now holds n bytes of this stream that came from the peer and
+ * have not yet left for its local socket.  Reading the tunnel pauses while
+ * any stream holds more than JP_LINK_RECV_CAP and resumes once all of them
+ * are under JP_LINK_RECV_LOW (see above); may call uv_read_start/stop, no
+ * callbacks.  Ignored after the stream's Disconnect went out. */
+void jp_link_stream_held(struct jp_link *l, struct jp_link_stream *s, size_t n);
 /* Forget the stream (it is being freed): drop its queue, leave the ring. */
 void jp_link_stream_detach(struct jp_link *l, struct jp_link_stream *s);
 
-/* Stop/resume reading the tunnel socket (used only as the last resort). */
+/* Stop/resume reading the tunnel socket for the owner's own reasons
+ * (independent of the pause for held bytes above). */
 void jp_link_read_pause(struct jp_link *l, bool pause);
+/* Reading is paused because a stream holds more than JP_LINK_RECV_CAP: the
+ * peer's messages may be waiting in the socket, so its silence says nothing
+ * about it until the local reader catches up. */
+bool jp_link_over_cap(const struct jp_link *l);
 /* Close the socket; on_close (if not yet called) and on_closed follow. */
 void jp_link_close(struct jp_link *l, int err);
 void jp_link_free(struct jp_link *l);

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "netutil.h"
 
+#include <mbedtls/platform_util.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,7 +112,8 @@ struct jps_stream {
     bool client_done;   /* Disconnect received: close once the writes drained */
     uint64_t to_target; /* bytes in uv_write toward the target */
     uint64_t last_progress;
-    uint8_t *early; /* Packets that came before the connect completed */
+    uint64_t last_active; /* payload moved either way: limits.idle_timeout */
+    uint8_t *early;       /* Packets that came before the connect completed */
     size_t early_len;
     struct td_chunk *held; /* target bytes the link's queue did not take */
     size_t held_off, held_len;
@@ -378,6 +380,29 @@ static void jpss_target_done(struct jps_stream *s, int err)
         jpss_close_target(s);
 }
 
+/* Tell the link how much of the client's data this stream holds.  Past
+ * JP_LINK_RECV_CAP it stops reading the tunnel, so that a slow target slows
+ * the client down (a Java client has no window) instead of growing memory
+ * or costing the stream. */
+static void jpss_note_held(struct jps_stream *s)
+{
+    if (s->linked && s->t->link_live)
+        jp_link_stream_held(&s->t->link, &s->ls, (size_t)s->to_target + s->early_len);
+}
+
+/* The link's pause keeps a stream under JP_LINK_RECV_MAX; past it something
+ * is broken, and the stream goes rather than the memory. */
+static bool jpss_over_max(struct jps_stream *s, size_t more)
+{
+    if (s->to_target + s->early_len + more <= JP_LINK_RECV_MAX)
+        return false;
+    LOG_WARN("jproxy", "%s stream %u: %llu bytes held for target %s, past the limit; resetting it",
+             s->t->label, s->ls.id, (unsigned long long)(s->to_target + s->early_len + more),
+             s->target);
+    jpss_reset(s, END_NO_RESOURCES);
+    return true;
+}
+
 static void jpss_on_target_written(uv_write_t *req, int status)
 {
     struct jps_twrite *w = td_container_of(req, struct jps_twrite, req);
@@ -387,6 +412,7 @@ static void jpss_on_target_written(uv_write_t *req, int status)
 
     s->to_target -= n;
     free(w);
+    jpss_note_held(s);
     if (status < 0) {
         if (status != UV_ECANCELED && s->st == JPSS_OPEN)
             jpss_target_done(s, td_err_from_uv(status));
@@ -394,7 +420,7 @@ static void jpss_on_target_written(uv_write_t *req, int status)
             jpss_close_target(s);
         return;
     }
-    s->last_progress = uv_now(t->d->loop);
+    s->last_progress = s->last_active = uv_now(t->d->loop);
     if (s->linked && t->link_live)
         jp_link_stream_consumed(&t->link, &s->ls, n);
     if (s->st == JPSS_CLOSING && s->to_target == 0)
@@ -410,18 +436,13 @@ static void jpss_target_write(struct jps_stream *s, const uint8_t *p, size_t len
     uv_buf_t b;
     int r;
 
-    if (s->to_target + len > JP_LINK_RECV_CAP) {
-        LOG_INFO("jproxy",
-                 "%s stream %u: target %s reads too slowly (%llu bytes queued); resetting it",
-                 t->label, s->ls.id, s->target, (unsigned long long)s->to_target);
-        jpss_reset(s, END_NO_RESOURCES);
+    if (jpss_over_max(s, len))
         return;
-    }
     if (s->to_target == 0) {
         b = uv_buf_init((char *)p, (unsigned)len);
         r = uv_try_write((uv_stream_t *)s->tcp, &b, 1);
         if (r > 0) {
-            s->last_progress = uv_now(t->d->loop);
+            s->last_progress = s->last_active = uv_now(t->d->loop);
             if (s->linked && t->link_live)
                 jp_link_stream_consumed(&t->link, &s->ls, (size_t)r);
             p += r;
@@ -449,6 +470,7 @@ static void jpss_target_write(struct jps_stream *s, const uint8_t *p, size_t len
         return;
     }
     s->to_target += len;
+    jpss_note_held(s);
 }
 
 static void jpss_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -479,6 +501,7 @@ static void jpss_on_target_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *
     size_t n;
 
     if (nread > 0 && s->st == JPSS_OPEN) {
+        s->last_active = uv_now(t->d->loop);
         s->down += (uint64_t)nread;
         t->down += (uint64_t)nread;
         n = jp_link_stream_write(&t->link, &s->ls, ch->data, (size_t)nread);
@@ -540,7 +563,8 @@ static void jpss_on_dialed(void *arg, int status, uv_tcp_t *tcp, uint64_t elapse
     tcp->data = s;
     s->tcp = tcp;
     s->st = JPSS_OPEN;
-    s->last_progress = uv_now(t->d->loop);
+    s->last_progress = s->last_active = uv_now(t->d->loop);
+    jpt_arm_sweep(t); /* the stream's idle timeout */
     uv_tcp_nodelay(tcp, 1);
     uv_tcp_keepalive(tcp, 1, JPS_KEEPALIVE);
     jpt_reply_connect(t, s->ls.id, JP_CONNECT_OK, jp_time_clamp(elapsed_ms));
@@ -553,6 +577,7 @@ static void jpss_on_dialed(void *arg, int status, uv_tcp_t *tcp, uint64_t elapse
         free(early);
         if (s->st != JPSS_OPEN)
             return;
+        jpss_note_held(s); /* early_len no longer counts, whatever the kernel took */
     }
     jpss_read_start(s);
 }
@@ -578,6 +603,7 @@ static void jpt_tcp_connect(struct jps_tunnel *t, const struct jp_msg *m)
         return;
     }
     jp_link_stream_init(&s->ls, m->id);
+    jp_link_stream_attach(&t->link, &s->ls);
     s->t = t;
     s->st = JPSS_CONNECTING;
     s->in_table = true;
@@ -613,12 +639,8 @@ static void jpt_tcp_packet(struct jps_tunnel *t, struct jps_stream *s, const str
     switch (s->st) {
     case JPSS_CONNECTING:
         /* Tolerated, as by the Java server: written once connected. */
-        if (s->early_len + m->data_len > JP_LINK_RECV_CAP) {
-            LOG_INFO("jproxy", "%s stream %u: too much data before the connect completed", t->label,
-                     s->ls.id);
-            jpss_reset(s, END_NO_RESOURCES);
+        if (jpss_over_max(s, m->data_len))
             return;
-        }
         if (m->data_len > 0) {
             uint8_t *nb = realloc(s->early, s->early_len + m->data_len);
             if (!nb) {
@@ -628,11 +650,14 @@ static void jpt_tcp_packet(struct jps_tunnel *t, struct jps_stream *s, const str
             memcpy(nb + s->early_len, m->data, m->data_len);
             s->early = nb;
             s->early_len += m->data_len;
+            jpss_note_held(s);
         }
         break;
     case JPSS_OPEN:
-        if (m->data_len > 0)
+        if (m->data_len > 0) {
+            s->last_active = uv_now(t->d->loop);
             jpss_target_write(s, m->data, m->data_len);
+        }
         break;
     case JPSS_CLOSING:
         return; /* the target is finished; the client learns it from our Disconnect */
@@ -934,13 +959,14 @@ static void jpt_arm_sweep(struct jps_tunnel *t)
         uv_timer_start(&t->timer, jpt_on_timer, JPS_SWEEP_MS, 0);
 }
 
-/* UDP idle timeouts, resolver deadlines, and streams whose target stopped
- * taking the data the client left behind. */
+/* UDP idle timeouts, resolver deadlines, streams that carried no payload
+ * either way for idle_timeout, and streams whose target stopped taking the
+ * data the client left behind. */
 static void jpt_sweep(struct jps_tunnel *t)
 {
     uint64_t now = uv_now(t->d->loop);
     const struct cfg_limits *lim = &t->d->cfg->limits;
-    struct td_queue *q, *next;
+    struct td_queue *q, *next, idle;
     bool again = false;
 
     for (q = t->all_assocs.next; q != &t->all_assocs; q = next) {
@@ -956,9 +982,19 @@ static void jpt_sweep(struct jps_tunnel *t)
             again = true;
         }
     }
+    td_queue_init(&idle);
     for (q = t->all_streams.next; q != &t->all_streams; q = next) {
         struct jps_stream *s = td_container_of(q, struct jps_stream, node);
         next = q->next;
+        if (s->st == JPSS_OPEN) {
+            if (now - s->last_active >= lim->idle_timeout_ms) {
+                td_queue_remove(&s->node);
+                td_queue_insert_tail(&idle, &s->node);
+            } else {
+                again = true;
+            }
+            continue;
+        }
         if (!s->client_done || !s->tcp || s->to_target == 0)
             continue;
         if (now - s->last_progress >= lim->idle_timeout_ms) {
@@ -967,6 +1003,16 @@ static void jpt_sweep(struct jps_tunnel *t)
         } else {
             again = true;
         }
+    }
+    /* A reset sends a Disconnect, and the link may finish (and free) other
+     * streams meanwhile, so the idle ones wait on a list of their own. */
+    while (!td_queue_empty(&idle)) {
+        struct jps_stream *s = td_container_of(idle.next, struct jps_stream, node);
+        td_queue_remove(&s->node);
+        td_queue_insert_tail(&t->all_streams, &s->node);
+        LOG_DEBUG("jproxy", "%s stream %u: no data either way for %llu ms; resetting the stream",
+                  t->label, s->ls.id, (unsigned long long)(now - s->last_active));
+        jpss_reset(s, END_IDLE);
     }
     if (again)
         jpt_arm_sweep(t);
@@ -983,6 +1029,7 @@ static void jpt_unref(struct jps_tunnel *t)
         return;
     td_queue_remove(&t->node);
     srv->n_tunnels--;
+    mbedtls_platform_zeroize(t->hs, sizeof(t->hs)); /* a handshake cut short */
     jp_idmap_free(&t->streams);
     jp_idmap_free(&t->assocs);
     free(t);
@@ -1183,6 +1230,14 @@ static void jpt_on_drain(struct jp_link *l, struct jp_link_stream *ls)
     }
 }
 
+/* The client sent past the window we granted (logged by the link). */
+static void jpt_on_overrun(struct jp_link *l, struct jp_link_stream *ls)
+{
+    struct jps_stream *s = td_container_of(ls, struct jps_stream, ls);
+    (void)l;
+    jpss_reset(s, END_PROTOCOL);
+}
+
 static void jpt_on_finished(struct jp_link *l, struct jp_link_stream *ls)
 {
     struct jps_stream *s = td_container_of(ls, struct jps_stream, ls);
@@ -1231,6 +1286,7 @@ static const struct jp_link_cbs jpt_link_cbs = {
     .on_drain = jpt_on_drain,
     .on_close = jpt_on_link_close,
     .on_closed = jpt_on_link_closed,
+    .on_overrun = jpt_on_overrun,
 };
 
 /* ---- handshake ------------------------------------------------------------------------- */
@@ -1266,7 +1322,7 @@ static void jpt_login(struct jps_tunnel *t, size_t used)
                       token[3]);
         jp_login_reply_encode_reject(rej);
         jpt_reject(t, rej, sizeof(rej), END_AUTH);
-        return;
+        goto wipe;
     }
     t->user = u;
     /* jp_login_accept only reads the public key (mbedTLS wants it mutable). */
@@ -1275,7 +1331,7 @@ static void jpt_login(struct jps_tunnel *t, size_t used)
         LOG_WARN("jproxy", "%s: cannot encrypt the session key for user %s: %s", t->label, u->label,
                  td_strerror(r));
         jpt_close(t, END_ERROR);
-        return;
+        goto wipe;
     }
     uv_read_stop((uv_stream_t *)t->tcp);
     uv_timer_stop(&t->timer);
@@ -1287,17 +1343,24 @@ static void jpt_login(struct jps_tunnel *t, size_t used)
         r = jp_link_start(&t->link, t->d, tcp, key, JP_DIR_C2S, t->extensions, &jpt_link_cbs, t,
                           t->hs + used, t->hs_len - used);
     }
-    memset(key, 0, sizeof(key));
     if (r != 0) {
         LOG_WARN("jproxy", "%s: cannot start the tunnel: %s", t->label, td_strerror(r));
         jpt_close(t, r == TD_ECRYPTO || r == TD_EPROTO ? END_PROTOCOL : END_ERROR);
-        return;
+        goto wipe;
     }
     t->tcp = NULL; /* the link owns it now */
     t->link_live = true;
     jpt_set_state(t, JPT_UP);
     LOG_DEBUG("jproxy", "%s: user %s logged in (%s client)", t->label, u->label,
               t->extensions ? "tunneld" : "jProxy 3");
+wipe:
+    /* The token, the session key and its transport: none is needed past
+     * this point (the link keeps its own key schedule). */
+    mbedtls_platform_zeroize(token, sizeof(token));
+    mbedtls_platform_zeroize(key, sizeof(key));
+    mbedtls_platform_zeroize(reply, sizeof(reply));
+    mbedtls_platform_zeroize(t->hs, sizeof(t->hs));
+    t->hs_len = 0;
 }
 
 static void jpt_handshake(struct jps_tunnel *t)
@@ -1335,6 +1398,7 @@ static void jpt_handshake(struct jps_tunnel *t)
         r = jp_token_parse(t->hs + JP_HELLO_LEN, t->hs_len - JP_HELLO_LEN, &tused, token);
         if (r == TD_EAGAIN)
             return;
+        mbedtls_platform_zeroize(token, sizeof(token)); /* jpt_login reads it from t->hs */
         if (r != 0) {
             jpt_bad_input(t, "bad login token");
             jpt_close(t, END_PROTOCOL);
