@@ -11,6 +11,7 @@
 
 #include "conn.h"
 #include "dial.h"
+#include "crypto.h"
 #include "error.h"
 #include "fs.h"
 #include "jp_link.h"
@@ -18,7 +19,6 @@
 #include "log.h"
 #include "netutil.h"
 
-#include <mbedtls/platform_util.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -884,7 +884,7 @@ static void jpc_drop_tcp(struct jp_client *cl)
 /* The handshake buffer held the encrypted session key and the first frames. */
 static void jpc_hs_wipe(struct jp_client *cl)
 {
-    mbedtls_platform_zeroize(cl->hs, sizeof(cl->hs));
+    td_wipe(cl->hs, sizeof(cl->hs));
     cl->hs_len = 0;
 }
 
@@ -931,7 +931,7 @@ static void jpc_up(struct jp_client *cl, const uint8_t *rest, size_t rest_len,
     int r = jp_login_open(&cl->key.key, ct, k);
 
     if (r != 0) {
-        mbedtls_platform_zeroize(k, sizeof(k));
+        td_wipe(k, sizeof(k));
         jpc_tunnel_failed(cl, "cannot decrypt the session key: wrong key file?");
         return;
     }
@@ -941,7 +941,7 @@ static void jpc_up(struct jp_client *cl, const uint8_t *rest, size_t rest_len,
     cl->link.name = cl->label;
     r = jp_link_start(&cl->link, cl->d, tcp, k, JP_DIR_S2C, cl->extensions, &jpc_link_cbs, cl, rest,
                       rest_len);
-    mbedtls_platform_zeroize(k, sizeof(k));
+    td_wipe(k, sizeof(k));
     jpc_hs_wipe(cl); /* rest and ct pointed into it */
     if (r != 0) {
         cl->tcp = tcp;

@@ -15,6 +15,7 @@
 #include "chunk.h"
 #include "conn.h"
 #include "dial.h"
+#include "crypto.h"
 #include "error.h"
 #include "jp_link.h"
 #include "jproxy_keys.h"
@@ -22,7 +23,6 @@
 #include "log.h"
 #include "netutil.h"
 
-#include <mbedtls/platform_util.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1029,7 +1029,7 @@ static void jpt_unref(struct jps_tunnel *t)
         return;
     td_queue_remove(&t->node);
     srv->n_tunnels--;
-    mbedtls_platform_zeroize(t->hs, sizeof(t->hs)); /* a handshake cut short */
+    td_wipe(t->hs, sizeof(t->hs)); /* a handshake cut short */
     jp_idmap_free(&t->streams);
     jp_idmap_free(&t->assocs);
     free(t);
@@ -1356,10 +1356,10 @@ static void jpt_login(struct jps_tunnel *t, size_t used)
 wipe:
     /* The token, the session key and its transport: none is needed past
      * this point (the link keeps its own key schedule). */
-    mbedtls_platform_zeroize(token, sizeof(token));
-    mbedtls_platform_zeroize(key, sizeof(key));
-    mbedtls_platform_zeroize(reply, sizeof(reply));
-    mbedtls_platform_zeroize(t->hs, sizeof(t->hs));
+    td_wipe(token, sizeof(token));
+    td_wipe(key, sizeof(key));
+    td_wipe(reply, sizeof(reply));
+    td_wipe(t->hs, sizeof(t->hs));
     t->hs_len = 0;
 }
 
@@ -1398,7 +1398,7 @@ static void jpt_handshake(struct jps_tunnel *t)
         r = jp_token_parse(t->hs + JP_HELLO_LEN, t->hs_len - JP_HELLO_LEN, &tused, token);
         if (r == TD_EAGAIN)
             return;
-        mbedtls_platform_zeroize(token, sizeof(token)); /* jpt_login reads it from t->hs */
+        td_wipe(token, sizeof(token)); /* jpt_login reads it from t->hs */
         if (r != 0) {
             jpt_bad_input(t, "bad login token");
             jpt_close(t, END_PROTOCOL);
