@@ -22,6 +22,7 @@
 #include "listener.h"
 #include "log.h"
 #include "netutil.h"
+#include "resolve.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -134,8 +135,8 @@ struct jps_assoc {
     uint16_t id;
     enum jpa_state st;
     bool in_table;
-    bool gai_busy;
-    uv_getaddrinfo_t gai;
+    struct td_resolve *rs; /* the name lookup in progress */
+    uint16_t port;
     bool udp_open;
     uv_udp_t udp;
     uint64_t deadline; /* resolver */
@@ -710,7 +711,7 @@ static void jpt_reply_assoc(struct jps_tunnel *t, uint16_t id, uint8_t status, u
 static void jpa_maybe_free(struct jps_assoc *a)
 {
     struct jps_tunnel *t = a->t;
-    if (a->st != JPA_CLOSING || a->gai_busy || a->udp_open || a->in_table)
+    if (a->st != JPA_CLOSING || a->udp_open || a->in_table)
         return;
     td_queue_remove(&a->node);
     t->n_assocs--;
@@ -749,8 +750,8 @@ static void jpa_close(struct jps_assoc *a, bool tell_client)
         jps_uncount_fd(t->d, (uv_handle_t *)&a->udp);
         uv_close((uv_handle_t *)&a->udp, jpa_on_udp_closed);
     }
-    if (a->gai_busy)
-        uv_cancel((uv_req_t *)&a->gai); /* its callback still runs and frees */
+    td_resolve_cancel(a->rs);
+    a->rs = NULL;
     jpa_maybe_free(a);
 }
 
@@ -857,24 +858,23 @@ static void jpa_open(struct jps_assoc *a, const struct sockaddr *remote)
     jpt_arm_sweep(t);
 }
 
-static void jpa_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *ai)
+static void jpa_on_resolved(void *arg, int status, const struct sockaddr_storage *addrs, size_t n)
 {
-    struct jps_assoc *a = req->data;
+    struct jps_assoc *a = arg;
+    struct sockaddr_storage to;
 
-    a->gai_busy = false;
-    if (a->st != JPA_RESOLVING) {
-        uv_freeaddrinfo(ai);
-        jpa_maybe_free(a);
-        return;
-    }
-    if (status < 0 || !ai) {
+    a->rs = NULL;
+    if (status != 0 || n == 0) {
         jpt_reply_assoc(a->t, a->id, JP_UDP_UNKNOWN_HOST, 0);
-        uv_freeaddrinfo(ai);
         jpa_close(a, false);
         return;
     }
-    jpa_open(a, ai->ai_addr);
-    uv_freeaddrinfo(ai);
+    to = addrs[0];
+    if (to.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&to)->sin6_port = htons(a->port);
+    else
+        ((struct sockaddr_in *)&to)->sin_port = htons(a->port);
+    jpa_open(a, (struct sockaddr *)&to);
 }
 
 static void jpt_udp_associate(struct jps_tunnel *t, const struct jp_msg *m)
@@ -898,7 +898,7 @@ static void jpt_udp_associate(struct jps_tunnel *t, const struct jp_msg *m)
     a->id = m->id;
     a->st = JPA_RESOLVING;
     a->in_table = true;
-    a->gai.data = a;
+    a->port = m->addr.port;
     td_queue_insert_tail(&t->all_assocs, &a->node);
     t->n_assocs++;
     t->refs++;
@@ -917,20 +917,12 @@ static void jpt_udp_associate(struct jps_tunnel *t, const struct jp_msg *m)
         memcpy(&s6->sin6_addr, m->addr.ip, 16);
         jpa_open(a, (struct sockaddr *)&ss);
     } else {
-        struct addrinfo hints;
-        char port[8];
-        int r;
-        memset(&hints, 0, sizeof(hints));
-        hints.ai_family = AF_UNSPEC;
-        hints.ai_socktype = SOCK_DGRAM;
-        snprintf(port, sizeof(port), "%u", m->addr.port);
-        r = uv_getaddrinfo(t->d->loop, &a->gai, jpa_on_resolved, m->addr.host, port, &hints);
-        if (r < 0) {
+        a->rs = td_resolve_start(t->d, m->addr.host, SOCK_DGRAM, jpa_on_resolved, a);
+        if (!a->rs) {
             jpt_reply_assoc(t, a->id, JP_UDP_FAILURE, 0);
             jpa_close(a, false);
             return;
         }
-        a->gai_busy = true;
         a->deadline = uv_now(t->d->loop) + t->d->cfg->limits.dns_timeout_ms;
         jpt_arm_sweep(t);
     }
