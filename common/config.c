@@ -2309,6 +2309,7 @@ static int cfg__load(const char *name, const char *data, size_t len, struct td_c
         ctx.oom = true;
         goto out;
     }
+    cfg->refs = 1;
     ctx.cfg = cfg;
     if (cfg_defaults(&ctx, cfg, name) != 0)
         goto out;
@@ -2433,9 +2434,16 @@ out:
     return rc;
 }
 
+struct td_config *cfg_ref(struct td_config *cfg)
+{
+    if (cfg)
+        cfg->refs++;
+    return cfg;
+}
+
 void cfg_free(struct td_config *cfg)
 {
-    if (!cfg)
+    if (!cfg || --cfg->refs > 0)
         return;
     free(cfg->path);
     free(cfg->dir);

@@ -153,8 +153,15 @@ struct cfg_control {
     char *group;  /* NULL when not set */
 };
 
+/* A loaded config is immutable and reference-counted: a reload loads a new
+ * one and swaps it in, while every live object that keeps pointers into the
+ * old one (a connection's listener entry, a tunnel's or a server's entry, a
+ * user's name) holds a reference to it, so the old config is freed only
+ * when the last of them is gone.  cfg_free() drops one reference. */
 struct td_config {
-    char *path; /* the file it was loaded from */
+    unsigned refs;
+    uint64_t generation; /* set by the daemon when it swaps configs in */
+    char *path;          /* the file it was loaded from */
     char *dir;  /* its directory, for relative paths */
     int version;
     struct cfg_log log;
@@ -189,6 +196,9 @@ int cfg_load_file(const char *path, struct td_config **out, struct cfg_errors *e
 int cfg_load_buffer(const char *name, const char *data, size_t len, struct td_config **out,
                     struct cfg_errors *errs);
 
+/* Take a reference (returns cfg); cfg_free() drops one, and frees the
+ * config with the last.  NULL is fine for both. */
+struct td_config *cfg_ref(struct td_config *cfg);
 void cfg_free(struct td_config *cfg);
 void cfg_errors_free(struct cfg_errors *errs);
 
