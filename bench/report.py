@@ -34,8 +34,8 @@ BASE = "ss"
 FDS_PER_CONN = {
     "ss": ("ss-server", 2, "ss-local", 2),
     "microsocks": ("microsocks", 2),
-    "wstan-ws": ("tunneld server", 3, "tunneld client", 2),
-    "wstan-wss": ("tunneld server", 3, "tunneld client", 2),
+    "wstan-ws": ("tunneld server", 2, "tunneld client", 2),
+    "wstan-wss": ("tunneld server", 2, "tunneld client", 2),
     "jproxy": ("tunneld server", 1, "tunneld client", 1),
 }
 
@@ -183,7 +183,7 @@ def find(rows, sysname):
     return None
 
 
-def md_table(rows):
+def md_table(rows, facts=None):
     base = find(rows, BASE)
     b_bulk = bulk_best(base) if base else None
     b_rps = rps_of(base) if base else None
@@ -235,6 +235,14 @@ def md_table(rows):
                 notes.append("%s: hold errors: %s%s" % (
                     r["label"], kinds or "none",
                     ("; dropped while idle %d" % last["dropped"]) if last and last["dropped"] else ""))
+    nofile = int((facts or {}).get("nofile", "0") or 0)
+    if targets and nofile and nofile < 2 * targets[-1] + 1000:
+        short = [r["label"] for r in rows if hold_steps(r) and step_errors(hold_steps(r)[-1])]
+        if short:
+            notes.append("The connections missing at the %d step (%s) ran into this run's descriptor limit "
+                         "(%d): a relay that holds two sockets per connection needs about %d. The chains' "
+                         "logs (bench/results/logs/) show the failures at the limit." % (
+                             targets[-1], ", ".join(short), nofile, 2 * targets[-1]))
     return "\n".join(lines), notes
 
 
@@ -527,7 +535,8 @@ Two things to know about the machine:
 
 * **Descriptors.** 10 000 held connections need about 20 000 descriptors in
   a relay that holds two sockets per connection (ss-local, ss-server,
-  microsocks, the wstan client). The script raises `ulimit -n` to 65536;
+  microsocks, both wstan daemons; the jProxy daemons hold one per stream,
+  plus the link). The script raises `ulimit -n` to 65536;
   where it cannot (no `CAP_SYS_RESOURCE`, a lower hard limit) it uses the
   hard limit, says so, and the last few connections of the 10 000 step fail
   at the limit. The table shows it (`held @10000`), and the targets name
@@ -541,7 +550,7 @@ Two things to know about the machine:
 
 
 def write_docs(rows, facts, docdir, png, note):
-    table, notes = md_table(rows)
+    table, notes = md_table(rows, facts)
     img = ""
     if png:
         shutil.copyfile(png, os.path.join(docdir, "performance.png"))
@@ -602,7 +611,7 @@ def main():
     with open(os.path.join(a.results, "results.json"), "w") as f:
         json.dump({"machine": facts, "systems": rows}, f, indent=1)
     write_csv(rows, a.results)
-    table, notes = md_table(rows)
+    table, notes = md_table(rows, facts)
     png, why = chart(rows, a.results, facts)
     md = ["# tunneld benchmark results", "", params_text(facts), "", table, ""]
     if notes:

@@ -267,7 +267,7 @@ else
     hard=$(ulimit -Hn)
     ulimit -n "$hard" 2>/dev/null || true
     log "WARNING: cannot raise the descriptor limit to $NOFILE_WANT (hard limit $hard, no CAP_SYS_RESOURCE):"
-    log "         10000 held connections need 2-3 descriptors per connection in some chain processes"
+    log "         10000 held connections need 2 descriptors per connection in most chain processes"
 fi
 NOFILE=$(ulimit -n)
 log "descriptor limit: $NOFILE"
