@@ -75,6 +75,7 @@ struct wss_hs {
     int refs; /* open handles */
     char *buf;
     size_t len, cap;
+    size_t scanned; /* how far the end of the head has been looked for */
     bool done;
     char peer[64];
 };
@@ -977,7 +978,8 @@ static void wss_hs_process(struct wss_hs *hs)
         wss_hs_reply(hs, wss_400, "out of memory");
         return;
     }
-    r = http_parse_request(hs->buf, hs->len, WSS_HEAD_MAX, req);
+    /* Only the new bytes are looked at until the head is complete. */
+    r = http_parse_request_scan(hs->buf, hs->len, WSS_HEAD_MAX, &hs->scanned, req);
     if (r == TD_EAGAIN) {
         free(req);
         if (hs->len >= WSS_HEAD_MAX)
