@@ -2,6 +2,7 @@
 
 #include "error.h"
 
+#include <mbedtls/platform_util.h>
 #include <mbedtls/sha256.h>
 
 bool td_ct_memeq(const void *a, const void *b, size_t len)
@@ -11,6 +12,12 @@ bool td_ct_memeq(const void *a, const void *b, size_t len)
     for (size_t i = 0; i < len; i++)
         acc |= (uint8_t)(x[i] ^ y[i]);
     return acc == 0;
+}
+
+void td_wipe(void *p, size_t len)
+{
+    if (p != NULL && len > 0)
+        mbedtls_platform_zeroize(p, len);
 }
 
 int td_sha256(const void *data, size_t len, uint8_t out[TD_SHA256_LEN])

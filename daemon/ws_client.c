@@ -25,6 +25,7 @@
 #include "ws_client.h"
 
 #include "conn.h"
+#include "crypto.h"
 #include "error.h"
 #include "log.h"
 #include "ws_lws.h"
@@ -581,6 +582,7 @@ static void wsc_tun_free(struct wsc_tun *wt)
     wsc_pool_remove(wt);
     td_queue_remove(&wt->node);
     free(wt->first_dgm);
+    td_wipe(wt, sizeof(*wt)); /* nonces and the WebSocket key */
     free(wt);
 }
 
@@ -790,6 +792,11 @@ static int wsc_append(struct wsc_tun *wt, void *in, size_t room)
     *pp = p;
     r = 0;
 out:
+    /* The request and the cookie's nonce went into lws's buffer; no other
+     * copy stays behind. */
+    td_wipe(msg, msg ? msgcap : 0);
+    td_wipe(path, path ? pathcap : 0);
+    td_wipe(cookie, sizeof(cookie));
     free(msg);
     free(path);
     return r;

@@ -18,6 +18,7 @@
 #include "ws_server.h"
 
 #include "addr.h"
+#include "crypto.h"
 #include "dial.h"
 #include "error.h"
 #include "http.h"
@@ -173,10 +174,12 @@ static double wss_now(void)
     return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
 
+/* A hello holds the nonces and the decrypted first request. */
 static void wss_hello_free(struct wss_hello *h)
 {
+    td_wipe(h->data, h->datalen);
     free(h->data);
-    h->data = NULL;
+    td_wipe(h, sizeof(*h));
 }
 
 /* ---- the wstan checks (spec 5.2), shared by both transports ---------------- */
@@ -216,11 +219,11 @@ static int wss_cookie_nonce(const char *v, size_t n, uint8_t nc[WSTAN_NONCE_LEN]
     return TD_EINVAL;
 }
 
-/* Returns 0 with *out filled, or TD_EAUTH/TD_EPROTO/TD_ELIMIT (all: 400). */
-static int wss_check(struct ws_server *srv, const struct wss_head *hd, bool tls_mode,
-                     struct wss_hello *out, const char **why)
+/* Returns 0 with *out filled, or TD_EAUTH/TD_EPROTO/TD_ELIMIT (all: 400).
+ * first (cap bytes) takes the decoded request, decrypted in place. */
+static int wss_check_in(struct ws_server *srv, const struct wss_head *hd, bool tls_mode,
+                        struct wss_hello *out, const char **why, uint8_t *first, size_t cap)
 {
-    uint8_t first[WSS_HEAD_MAX];
     size_t flen = 0;
     struct wstan_msg m;
     struct wstan_stream st;
@@ -240,8 +243,8 @@ static int wss_check(struct ws_server *srv, const struct wss_head *hd, bool tls_
             return TD_EPROTO;
         }
     }
-    r = wstan_uri_parse(hd->target, hd->target_len, srv->path, strlen(srv->path), first,
-                        sizeof(first), &flen);
+    r = wstan_uri_parse(hd->target, hd->target_len, srv->path, strlen(srv->path), first, cap,
+                        &flen);
     if (r != 0 || flen == 0) {
         *why = "the path holds no request";
         return TD_EPROTO;
@@ -297,6 +300,17 @@ static int wss_check(struct ws_server *srv, const struct wss_head *hd, bool tls_
     }
     out->want_ack = wss_slice_has(hd->protocol, hd->protocol_len, WSS_PROTO);
     return 0;
+}
+
+static int wss_check(struct ws_server *srv, const struct wss_head *hd, bool tls_mode,
+                     struct wss_hello *out, const char **why)
+{
+    uint8_t first[WSS_HEAD_MAX];
+    int r = wss_check_in(srv, hd, tls_mode, out, why, first, sizeof(first));
+    /* The decoded request (plain in TLS mode, decrypted otherwise) never
+     * outlives the check; it is at most as long as the target. */
+    td_wipe(first, hd->target_len < sizeof(first) ? hd->target_len : sizeof(first));
+    return r;
 }
 
 /* ---- sessions: the target side -------------------------------------------- */
@@ -863,6 +877,7 @@ static void wss_hs_unref(struct wss_hs *hs)
     if (--hs->refs > 0)
         return;
     td_queue_remove(&hs->node);
+    td_wipe(hs->buf, hs->cap); /* the nonce and the first request */
     free(hs->buf);
     free(hs);
 }
@@ -1066,6 +1081,9 @@ static void wss_hs_process(struct wss_hs *hs)
         memcpy(key, hd.ws_key, WSTAN_WS_KEY_LEN);
         free(req);
         wss_hs_adopt(hs, &hello, key, WSTAN_WS_KEY_LEN);
+        /* The adoption owns the hello now; these are copies. */
+        td_wipe(key, sizeof(key));
+        td_wipe(&hello, sizeof(hello));
     }
 }
 
@@ -1078,8 +1096,13 @@ static void wss_hs_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         char *nb;
         if (cap > WSS_HEAD_MAX)
             cap = WSS_HEAD_MAX;
-        nb = realloc(hs->buf, cap);
+        /* Not realloc: the old block would keep a copy of the head. */
+        nb = malloc(cap);
         if (nb) {
+            if (hs->len > 0)
+                memcpy(nb, hs->buf, hs->len);
+            td_wipe(hs->buf, hs->cap);
+            free(hs->buf);
             hs->buf = nb;
             hs->cap = cap;
         }
@@ -1218,6 +1241,9 @@ static struct wss_adopt *wss_check_lws(struct ws_server *srv, struct lws *wsi)
     }
     lws_get_peer_simple(wsi, a->hello.peer, sizeof(a->hello.peer));
 out:
+    /* In TLS mode the URI's request is not even encrypted. */
+    td_wipe(uri, hd.target_len);
+    td_wipe(key, sizeof(key));
     free(uri);
     return a;
 }
