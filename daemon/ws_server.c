@@ -147,6 +147,9 @@ struct ws_server {
     struct wstan_replay replay;
     bool replay_ok;
     struct td_queue handshakes, adopting, sessions;
+    bool adopt_fd_pending; /* counted a duplicate lws has not taken yet */
+    bool listen_counted;   /* native wss: lws's listening socket */
+    bool budget_refusing;  /* native wss: said that the budget is full */
     uint32_t n_active;
     uint64_t next_id, next_adopt;
     char addr[64];
@@ -872,6 +875,8 @@ static struct wss_sess *wss_sess_start(struct ws_server *srv, struct lws *wsi, s
 
 /* ---- plain transport: our own handshake reader ------------------------------------ */
 
+static struct wss_adopt *wss_take_adopt(struct ws_server *srv, uint64_t id);
+
 static void wss_hs_unref(struct wss_hs *hs)
 {
     if (--hs->refs > 0)
@@ -935,8 +940,9 @@ static void wss_hs_adopt(struct wss_hs *hs, struct wss_hello *h, const char *ws_
 {
     struct ws_server *srv = hs->srv;
     struct wss_adopt *a = calloc(1, sizeof(*a));
-    char head[512];
+    char head[512], peer[64];
     int n, fd;
+    uint64_t id;
     struct lws *wsi;
 
     if (!a) {
@@ -967,16 +973,31 @@ static void wss_hs_adopt(struct wss_hs *hs, struct wss_hello *h, const char *ws_
         return;
     }
     td_queue_insert_tail(&srv->adopting, &a->node);
+    /* The duplicate counts from now; it becomes the wsi's count when lws
+     * takes it (wss_fd_take). */
+    ws_lws_sock_opened(srv->d);
+    srv->adopt_fd_pending = true;
     /* Our handle goes; the duplicate, owned by lws now, keeps the connection. */
     uv_read_stop((uv_stream_t *)&hs->tcp);
     wss_hs_close(hs, true);
+    id = a->id;
+    snprintf(peer, sizeof(peer), "%s", a->hello.peer);
     wsi = lws_adopt_socket_vhost_readbuf(srv->vh, fd, head, (size_t)n);
+    td_wipe(head, sizeof(head)); /* lws has its own copy */
+    if (srv->adopt_fd_pending) {
+        /* lws failed before the socket became a connection, and closed it. */
+        srv->adopt_fd_pending = false;
+        ws_lws_sock_closed(srv->d);
+    }
     if (!wsi) {
         LOG_WARN("ws", "server %s: libwebsockets refused the connection from %s", srv->cfg->name,
-                 a->hello.peer);
-        td_queue_remove(&a->node);
-        wss_hello_free(&a->hello);
-        free(a);
+                 peer);
+        /* Unless its handshake already picked it up (the wsi then frees it). */
+        a = wss_take_adopt(srv, id);
+        if (a) {
+            wss_hello_free(&a->hello);
+            free(a);
+        }
     }
 }
 
@@ -1177,17 +1198,10 @@ static void wss_on_connection(uv_stream_t *server, int status)
 
 /* ---- lws protocol callback ---------------------------------------------------------- */
 
-static struct wss_adopt *wss_find_adopt(struct ws_server *srv, struct lws *wsi)
+/* The adoption with this id, taken off the list (NULL if gone). */
+static struct wss_adopt *wss_take_adopt(struct ws_server *srv, uint64_t id)
 {
-    char uri[128];
-    unsigned long long id;
     struct td_queue *q;
-    int n = lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
-
-    if (n <= (int)strlen(WSS_URI_PREFIX) ||
-        strncmp(uri, WSS_URI_PREFIX, strlen(WSS_URI_PREFIX)) != 0)
-        return NULL;
-    id = strtoull(uri + strlen(WSS_URI_PREFIX), NULL, 10);
     for (q = srv->adopting.next; q != &srv->adopting; q = q->next) {
         struct wss_adopt *a = td_container_of(q, struct wss_adopt, node);
         if (a->id == id) {
@@ -1196,6 +1210,17 @@ static struct wss_adopt *wss_find_adopt(struct ws_server *srv, struct lws *wsi)
         }
     }
     return NULL;
+}
+
+static struct wss_adopt *wss_find_adopt(struct ws_server *srv, struct lws *wsi)
+{
+    char uri[128];
+    int n = lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
+
+    if (n <= (int)strlen(WSS_URI_PREFIX) ||
+        strncmp(uri, WSS_URI_PREFIX, strlen(WSS_URI_PREFIX)) != 0)
+        return NULL;
+    return wss_take_adopt(srv, strtoull(uri + strlen(WSS_URI_PREFIX), NULL, 10));
 }
 
 /* Native wss: the checks on what lws parsed. */
@@ -1248,6 +1273,52 @@ out:
     return a;
 }
 
+/* lws made a connection of this socket (adopted, or accepted for native
+ * wss): it counts in the budget until the wsi's WSI_DESTROY.  The wsi's
+ * opaque pointer marks it, since its user data comes and goes with
+ * protocol binds; lws's listening wsi is never marked. */
+static void wss_fd_take(struct ws_server *srv, struct lws *wsi)
+{
+    if (lws_get_opaque_user_data(wsi) == srv)
+        return;
+    lws_set_opaque_user_data(wsi, srv);
+    if (srv->adopt_fd_pending)
+        srv->adopt_fd_pending = false; /* counted when it was duplicated */
+    else
+        ws_lws_sock_opened(srv->d);
+}
+
+static void wss_fd_release(struct ws_server *srv, struct lws *wsi)
+{
+    if (lws_get_opaque_user_data(wsi) != srv)
+        return;
+    lws_set_opaque_user_data(wsi, NULL);
+    ws_lws_sock_closed(srv->d);
+}
+
+/* Native wss: is there room for one more connection and its target?  A
+ * full budget refuses at once, rather than let an accept meet EMFILE. */
+static bool wss_room(struct ws_server *srv)
+{
+    struct td_daemon *d = srv->d;
+
+    if (daemon_fds_available(d, 2)) {
+        if (srv->budget_refusing)
+            LOG_INFO("ws", "server %s: descriptors available again (%llu in use)", srv->cfg->name,
+                     (unsigned long long)d->fds_in_use);
+        srv->budget_refusing = false;
+        return true;
+    }
+    if (!srv->budget_refusing)
+        LOG_WARN("ws",
+                 "server %s: descriptor budget full (%llu of %llu in use): refusing "
+                 "connections until some close",
+                 srv->cfg->name, (unsigned long long)d->fds_in_use,
+                 (unsigned long long)d->fd_budget);
+    srv->budget_refusing = true;
+    return false;
+}
+
 static int wss_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                         size_t len)
 {
@@ -1255,6 +1326,12 @@ static int wss_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
     struct ws_server *srv = lws_get_vhost_user(lws_get_vhost(wsi));
 
     switch (reason) {
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        return srv && !wss_room(srv) ? -1 : 0;
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+        if (srv)
+            wss_fd_take(srv, wsi);
+        return 0;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         if (!srv || !pss)
             return -1;
@@ -1291,6 +1368,9 @@ static int wss_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         return 0;
     case LWS_CALLBACK_CLOSED:
     case LWS_CALLBACK_WSI_DESTROY:
+        /* At WSI_DESTROY lws has closed the socket. */
+        if (reason == LWS_CALLBACK_WSI_DESTROY && srv)
+            wss_fd_release(srv, wsi);
         if (pss) {
             /* The session may be freed inside: forget it first. */
             struct wss_sess *s = pss->s;
@@ -1413,6 +1493,9 @@ int ws_server_start(struct td_daemon *d, const struct cfg_server *cfg, struct ws
     }
     srv->accepting = true;
     if (cfg->tls_cert) {
+        /* lws's listening socket, for as long as the context lives. */
+        d->fds_in_use++;
+        srv->listen_counted = true;
         snprintf(srv->addr, sizeof(srv->addr), "%s",
                  td_hostport_format(hp, sizeof(hp), cfg->listen.host,
                                     (uint16_t)lws_get_vhost_listen_port(srv->vh)));
@@ -1476,6 +1559,8 @@ void ws_server_free(struct ws_server *srv)
         wss_hello_free(&a->hello);
         free(a);
     }
+    if (srv->listen_counted && srv->d->fds_in_use > 0)
+        srv->d->fds_in_use--;
     for (size_t i = 0; i < srv->n_keys; i++)
         wstan_key_clear(&srv->keys[i].k);
     free(srv->keys);

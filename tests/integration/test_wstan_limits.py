@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""wstan and the daemon's descriptor budget: the budget counts the sockets
+libwebsockets owns (the wstan client's WebSockets, the plain server's
+adopted sockets, native wss connections), so a daemon with a low
+RLIMIT_NOFILE pauses or refuses at its budget instead of meeting EMFILE,
+and gets every descriptor back."""
+import os
+import socket
+import struct
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tdharness as h  # noqa: E402
+import test_wstan as tw  # noqa: E402
+import test_wstan_badinput as b  # noqa: E402
+
+K16 = b.KEY_B64
+BUDGET_RE = r"descriptor limit (\d+), budget (\d+)"
+
+
+def empty_req(raw):
+    """The "empty" first request (spec 5.1): the tunnel opens IDLE."""
+    ct = raw.up.xor(b"\x02" + struct.pack("!d", time.time()))
+    return ct + b.tag(raw.key, ct)
+
+
+def fd_count(d):
+    return len(os.listdir("/proc/%d/fd" % d.pid))
+
+
+def settled_fd_count(d, secs=0.5):
+    """The descriptor count once a closing connection has had time to go."""
+    time.sleep(h.scaled(secs))
+    return fd_count(d)
+
+
+def wait_fds(d, want, timeout=10.0):
+    deadline = time.monotonic() + h.scaled(timeout)
+    while True:
+        n = fd_count(d)
+        if n <= want or time.monotonic() > deadline:
+            return n
+        time.sleep(0.05)
+
+
+def socks_try(port, host, dport, wait):
+    """A SOCKS5 CONNECT; returns (sock, rep), rep None when the greeting is
+    not answered within wait seconds (the connection waits in the backlog)."""
+    s = h.tcp_connect(port, timeout=h.scaled(10))
+    s.sendall(b"\x05\x01\x00")
+    s.settimeout(wait)
+    try:
+        if h.recv_exact(s, 2) != b"\x05\x00":
+            raise AssertionError("bad SOCKS5 greeting reply")
+    except (socket.timeout, TimeoutError):
+        return s, None
+    s.settimeout(h.scaled(10))
+    rep, _, _ = h.socks_request(s, h.SOCKS_CMD_CONNECT, host, dport)
+    return s, rep
+
+
+def no_emfile(tc, d):
+    text = d.log_text()
+    tc.assertNotIn("too many open files (accept)", text)
+    tc.assertNotIn("too many open files (connect)", text)
+    tc.assertNotIn("Too many open files", text)  # libuv/lws strerror text
+    tc.assertNotIn("cannot hand the connection over", text)
+
+
+@unittest.skipUnless(b.have_openssl(), "needs the openssl command")
+class ClientBudgetTest(unittest.TestCase):
+    """A client daemon with a low descriptor limit: each request through the
+    tunnel holds two descriptors (the client's socket and its WebSocket)."""
+
+    def test_client_pauses_at_its_budget_and_recovers(self):
+        h.require_binaries()
+        echo = h.TcpEcho()
+        srv = cli = None
+        held = []
+        try:
+            srv = h.Daemon(h.make_config(
+                [], servers=[tw.server_yaml("ws-in", "127.0.0.1:0", [K16])]))
+            cli = h.Daemon(h.make_config(
+                [{"name": "socks", "type": "socks5", "route": "ws"}],
+                limits={"connect_timeout": "5s"},
+                tunnels=[tw.tunnel_yaml("ws", "ws://127.0.0.1:%d/" % srv.server_port("ws-in"),
+                                        K16, pool={"size": 0})],
+                log_level="debug"), rlimit_nofile=48)
+            budget = int(cli.wait_log(BUDGET_RE).group(2))
+            # One listener socket, then two per request.
+            expect = (budget - 1) // 2
+            port = cli.port("socks")
+            s, rep = socks_try(port, "127.0.0.1", echo.port, h.scaled(5))
+            s.close()
+            self.assertEqual(rep, 0)
+            base = settled_fd_count(cli)
+            for rnd in range(2):
+                ok = 0
+                for _ in range(expect + 6):
+                    s, rep = socks_try(port, "127.0.0.1", echo.port, h.scaled(1.5))
+                    held.append(s)
+                    if rep is None:
+                        break
+                    self.assertEqual(rep, 0, "round %d: request %d refused" % (rnd, ok + 1))
+                    ok += 1
+                # The same number in the second round: every descriptor of
+                # the first came back to the budget.
+                self.assertEqual(ok, expect, "round %d: requests served before the pause" % rnd)
+                cli.wait_log(r"too many open files: %d of %d descriptors in use; pausing accept"
+                             % (budget - 1, budget), count=rnd + 1)
+                no_emfile(self, cli)
+                for s in held:
+                    s.close()
+                held.clear()
+                self.assertLessEqual(wait_fds(cli, base), base,
+                                     "round %d: descriptors not given back" % rnd)
+            s, rep = socks_try(port, "127.0.0.1", echo.port, h.scaled(5))
+            with s:
+                self.assertEqual(rep, 0)
+                s.sendall(b"after")
+                self.assertEqual(h.recv_exact(s, 5), b"after")
+        finally:
+            for s in held:
+                s.close()
+            h.stop_all((cli, srv), (echo,))
+
+
+@unittest.skipUnless(b.have_openssl(), "needs the openssl command")
+class ServerBudgetTest(unittest.TestCase):
+    def test_plain_server_stops_at_its_budget(self):
+        """Each idle tunnel holds one descriptor (its adopted socket): the
+        server stops accepting exactly at its budget, without EMFILE."""
+        h.require_binaries()
+        srv = None
+        raws = []
+        try:
+            srv = h.Daemon(h.make_config(
+                [], servers=[tw.server_yaml("ws-in", "127.0.0.1:0", [K16])],
+                log_level="debug"), rlimit_nofile=40)
+            budget = int(srv.wait_log(BUDGET_RE).group(2))
+            expect = budget - 1  # its listener, then one per tunnel
+            port = srv.server_port("ws-in")
+            ok = 0
+            for _ in range(expect + 6):
+                raw = b.RawWstan(port)
+                raws.append(raw)
+                raw.sock.sendall(raw.handshake_bytes(empty_req(raw)))
+                try:
+                    status, _, _ = raw.read_head(timeout=1.5)
+                except (socket.timeout, TimeoutError):
+                    break
+                except (EOFError, ConnectionResetError):
+                    self.fail("tunnel %d: connection dropped" % (ok + 1))
+                self.assertTrue(status.startswith("HTTP/1.1 101"), status)
+                ok += 1
+            self.assertEqual(ok, expect, "tunnels accepted before the budget stopped them")
+            srv.wait_log(r"too many open files \(wstan server\)")
+            no_emfile(self, srv)
+        finally:
+            for r in raws:
+                r.close()
+            h.stop_all((srv,))
+
+    def test_native_wss_refuses_at_its_budget_and_recovers(self):
+        """Native wss: a tunnel holds its connection and its target; at the
+        budget lws's new connections are refused at once."""
+        h.require_binaries()
+        tmp = tempfile.mkdtemp(prefix="tunneld-wsfd-")
+        cert, key = os.path.join(tmp, "c.pem"), os.path.join(tmp, "k.pem")
+        tw.make_cert(cert, key)
+        echo = h.TcpEcho()
+        srv = cli = None
+        held = []
+        try:
+            srv = h.Daemon(h.make_config(
+                [], servers=[tw.server_yaml("ws-tls", "127.0.0.1:0", [K16],
+                                            tls={"cert": cert, "key": key})],
+                log_level="debug"), rlimit_nofile=40)
+            budget = int(srv.wait_log(BUDGET_RE).group(2))
+            # The listener, then two per tunnel, with room for both.
+            expect = (budget - 1) // 2
+            cli = h.Daemon(h.make_config(
+                [{"name": "socks", "type": "socks5", "route": "ws"}],
+                limits={"connect_timeout": "5s"},
+                tunnels=[tw.tunnel_yaml("ws", "wss://127.0.0.1:%d/" % srv.server_port("ws-tls"),
+                                        K16, pool={"size": 0},
+                                        tls={"ca": cert, "sni": "localhost"})]))
+            port = cli.port("socks")
+            # A first tunnel opens what stays open for good (libuv's spare
+            # descriptor, say).
+            s, rep = socks_try(port, "127.0.0.1", echo.port, h.scaled(5))
+            s.close()
+            self.assertEqual(rep, 0)
+            base = settled_fd_count(srv)
+            for rnd in range(2):
+                ok = 0
+                for _ in range(expect + 4):
+                    s, rep = socks_try(port, "127.0.0.1", echo.port, h.scaled(5))
+                    held.append(s)
+                    if rep != 0:
+                        break
+                    ok += 1
+                self.assertEqual(ok, expect, "round %d: tunnels before the refusal" % rnd)
+                srv.wait_log(r"server ws-tls: descriptor budget full")
+                no_emfile(self, srv)
+                for s in held:
+                    s.close()
+                held.clear()
+                self.assertLessEqual(wait_fds(srv, base), base,
+                                     "round %d: descriptors not given back" % rnd)
+        finally:
+            for s in held:
+                s.close()
+            h.stop_all((cli, srv), (echo,), (tmp,))
+
+
+if __name__ == "__main__":
+    unittest.main()
