@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
-"""wstan and the daemon's descriptor budget: the budget counts the sockets
-libwebsockets owns (the wstan client's WebSockets, the plain server's
-adopted sockets, native wss connections), so a daemon with a low
-RLIMIT_NOFILE pauses or refuses at its budget instead of meeting EMFILE,
-and gets every descriptor back."""
+"""wstan and the daemon's limits:
+
+* the descriptor budget counts the sockets libwebsockets owns (the wstan
+  client's WebSockets, the plain server's adopted sockets, native wss
+  connections), so a daemon with a low RLIMIT_NOFILE pauses or refuses at
+  its budget instead of meeting EMFILE, and gets every descriptor back;
+* on SIGTERM idle tunnels get a WebSocket close frame, from the server and
+  from the client, before the daemon exits."""
 import os
+import signal
 import socket
 import struct
 import sys
@@ -215,6 +219,104 @@ class ServerBudgetTest(unittest.TestCase):
             for s in held:
                 s.close()
             h.stop_all((cli, srv), (echo,), (tmp,))
+
+
+@unittest.skipUnless(b.have_openssl(), "needs the openssl command")
+class DrainCloseTest(unittest.TestCase):
+    def test_server_sends_close_frames_on_sigterm(self):
+        h.require_binaries()
+        d = None
+        raws = []
+        try:
+            d = h.Daemon(h.make_config(
+                [], limits={"drain_timeout": "10s"},
+                servers=[tw.server_yaml("ws-in", "127.0.0.1:0", [K16])]))
+            for _ in range(3):
+                raw = b.RawWstan(d.server_port("ws-in"))
+                raws.append(raw)
+                status, _, _ = raw.handshake(empty_req(raw))
+                self.assertTrue(status.startswith("HTTP/1.1 101"), status)
+            t0 = time.monotonic()
+            d.signal(signal.SIGTERM)
+            for i, raw in enumerate(raws):
+                try:
+                    op, payload = raw.read_frame(timeout=5)
+                except EOFError:
+                    self.fail("tunnel %d: connection dropped without a close frame" % i)
+                self.assertEqual(op, 0x8, "a close frame")
+                code = struct.unpack("!H", payload[:2])[0]
+                self.assertIn(code, (1000, 1001))
+                raw.sock.sendall(b.ws_frame(0x8, payload[:2]))
+            for raw in raws:
+                self.assertIsNotNone(raw.read_until_closed(5), "the server kept the socket")
+            d.proc.wait(timeout=h.scaled(10))
+            self.assertEqual(d.proc.returncode, 0)
+            self.assertLess(time.monotonic() - t0, h.scaled(5))
+        finally:
+            for r in raws:
+                r.close()
+            h.stop_all((d,))
+
+    def test_server_gives_up_on_a_silent_peer(self):
+        """A peer that never answers the close frame delays the exit by a
+        short, bounded time only."""
+        h.require_binaries()
+        d = None
+        try:
+            d = h.Daemon(h.make_config(
+                [], limits={"drain_timeout": "20s"},
+                servers=[tw.server_yaml("ws-in", "127.0.0.1:0", [K16])]))
+            with b.RawWstan(d.server_port("ws-in")) as raw:
+                status, _, _ = raw.handshake(empty_req(raw))
+                self.assertTrue(status.startswith("HTTP/1.1 101"), status)
+                t0 = time.monotonic()
+                d.signal(signal.SIGTERM)
+                self.assertEqual(raw.read_frame(timeout=5)[0], 0x8)
+                d.proc.wait(timeout=h.scaled(10))
+                self.assertLess(time.monotonic() - t0, h.scaled(4))
+                self.assertEqual(d.proc.returncode, 0)
+        finally:
+            h.stop_all((d,))
+
+    def test_client_sends_close_frames_on_sigterm(self):
+        """The client side: a pooled tunnel to a stock-like server gets a
+        close frame when the client daemon stops."""
+        h.require_binaries()
+        closes = []
+        orig = tw.ws_read_frame
+
+        def recording(c, buf=b""):
+            r = orig(c, buf)
+            if r[0] == 0x8:
+                closes.append(r[1])
+            return r
+
+        tw.ws_read_frame = recording
+        srv = tw.MiniWstanServer(bytes(range(16)))
+        echo = h.TcpEcho()
+        cli = None
+        try:
+            cli = h.Daemon(h.make_config(
+                [{"name": "socks", "type": "socks5", "route": "ws"}],
+                tunnels=[tw.tunnel_yaml("ws", "ws://127.0.0.1:%d/" % srv.port, K16,
+                                        pool={"size": 4, "max_idle": "60s"})],
+                log_level="debug"))
+            s = h.socks5_open(cli.port("socks"), "127.0.0.1", echo.port)
+            with s:
+                s.sendall(b"pooled")
+                self.assertEqual(h.recv_exact(s, 6), b"pooled")
+            cli.wait_log(r"tunnel ws #\d+: idle, pooled")
+            cli.signal(signal.SIGTERM)
+            cli.proc.wait(timeout=h.scaled(10))
+            self.assertEqual(cli.proc.returncode, 0)
+            deadline = time.monotonic() + h.scaled(3)
+            while not closes and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertTrue(closes, "the server got no close frame")
+            self.assertIn(struct.unpack("!H", closes[0][:2])[0], (1000, 1001))
+        finally:
+            tw.ws_read_frame = orig
+            h.stop_all((cli,), (srv, echo))
 
 
 if __name__ == "__main__":
