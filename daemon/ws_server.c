@@ -106,7 +106,7 @@ struct wss_sess {
     struct ws_server *srv;
     struct ws_tun *t;
     uint64_t id;
-    int refs; /* the tunnel, write requests, UDP handles */
+    int refs; /* the tunnel, write requests, UDP handles, the idle timer */
     char peer[64];
     const char *user;
     char label[160];
@@ -128,6 +128,12 @@ struct wss_sess {
 
     struct wss_udp *udp;
     int n_udp;
+
+    /* limits.idle_timeout: DATs and DGMs either way, and each request,
+     * are activity; pings are not. */
+    uv_timer_t idle;
+    bool idle_open;
+    uint64_t last_active;
 };
 
 struct wss_pss {
@@ -329,6 +335,16 @@ static void wss_sess_unref(struct wss_sess *s)
     free(s);
 }
 
+static void wss_idle_closed(uv_handle_t *h)
+{
+    wss_sess_unref(h->data);
+}
+
+static void wss_touch(struct wss_sess *s)
+{
+    s->last_active = uv_now(s->srv->d->loop);
+}
+
 static void wss_target_close(struct wss_sess *s)
 {
     if (s->dial) {
@@ -484,6 +500,7 @@ static void wss_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         return;
     }
     s->down += (uint64_t)n;
+    wss_touch(s);
     taken = ws_tun_send_dat(s->t, s->rbuf, (size_t)n);
     if (taken < (size_t)n) {
         s->left = malloc((size_t)n - taken);
@@ -536,6 +553,7 @@ static void wss_on_dialed(void *arg, int status, uv_tcp_t *tcp, uint64_t elapsed
     }
     s->tcp = tcp;
     tcp->data = s;
+    wss_touch(s); /* the idle clock starts when the target is there */
     if (ws_tun_connected(s->t) != 0) {
         wss_target_close(s);
         return;
@@ -617,6 +635,7 @@ static void wss_udp_on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf,
         wstan_addr_set(&a, ip, strlen(ip), ntohs(s4->sin_port), false);
     }
     u->s->down += (uint64_t)n;
+    wss_touch(u->s);
     ws_tun_send_dgm(u->s->t, &a, (const uint8_t *)buf->base, (size_t)n);
 }
 
@@ -758,6 +777,7 @@ static void wss_on_msg(struct ws_tun *t, const struct wstan_msg *m, const struct
 {
     struct wss_sess *s = ws_tun_ud(t);
 
+    wss_touch(s);
     switch (step->action) {
     case WSTAN_ACT_CONNECT: /* in-band REQ on an idle tunnel */
         wss_connect(s, &m->addr, m->data, m->datalen);
@@ -814,6 +834,10 @@ static void wss_on_closed(struct ws_tun *t, const char *why)
     s->t = NULL;
     wss_target_close(s);
     wss_udp_close_all(s);
+    if (s->idle_open) {
+        s->idle_open = false;
+        uv_close((uv_handle_t *)&s->idle, wss_idle_closed);
+    }
     LOG_INFO("ws",
              "server %s: tunnel #%llu from %s closed user=%s requests=%llu up=%llu down=%llu "
              "duration=%.3fs end=%s",
@@ -826,6 +850,38 @@ static void wss_on_closed(struct ws_tun *t, const char *why)
 }
 
 static const struct ws_tun_cbs wss_tun_cbs = {wss_on_msg, wss_on_drain, wss_on_closed};
+
+/* limits.idle_timeout without data: a session in use is reset (so its
+ * user hears why), any other is closed.  Pings keep the WebSocket alive but
+ * are not activity. */
+static void wss_on_idle(uv_timer_t *h)
+{
+    struct wss_sess *s = h->data;
+    uint64_t now = uv_now(s->srv->d->loop), limit = s->srv->d->cfg->limits.idle_timeout_ms;
+    uint64_t since = now - s->last_active;
+
+    if (!s->t)
+        return;
+    if (since < limit) {
+        uv_timer_start(&s->idle, wss_on_idle, limit - since, 0);
+        return;
+    }
+    switch (ws_tun_state(s->t)) {
+    case WSTAN_CONNECTING: /* the connect has its own timeouts */
+        uv_timer_start(&s->idle, wss_on_idle, limit, 0);
+        return;
+    case WSTAN_USING:
+        LOG_DEBUG("ws", "%s: no data for %llu ms: resetting", s->label, (unsigned long long)since);
+        wss_touch(s);
+        uv_timer_start(&s->idle, wss_on_idle, limit, 0);
+        /* Last: it can close the tunnel (and the timer with it). */
+        wss_local_end(s, "idle timeout");
+        return;
+    default: /* idle, or a reset the client never answered */
+        ws_tun_close(s->t, WSTAN_CLOSE_NORMAL, "idle timeout");
+        return;
+    }
+}
 
 static struct wss_sess *wss_sess_start(struct ws_server *srv, struct lws *wsi, struct wss_hello *h)
 {
@@ -865,6 +921,12 @@ static struct wss_sess *wss_sess_start(struct ws_server *srv, struct lws *wsi, s
     ws_tun_set_peer_ack(s->t, h->want_ack);
     td_queue_insert_tail(&srv->sessions, &s->node);
     srv->n_active++;
+    uv_timer_init(srv->d->loop, &s->idle);
+    s->idle.data = s;
+    s->idle_open = true;
+    s->refs++;
+    wss_touch(s);
+    uv_timer_start(&s->idle, wss_on_idle, srv->d->cfg->limits.idle_timeout_ms, 0);
     LOG_DEBUG("ws", "%s: open user=%s", s->label, s->user ? s->user : "-");
     if (h->first == WSTAN_REQ)
         wss_connect(s, &h->addr, h->data, h->datalen);

@@ -5,6 +5,8 @@
   client's WebSockets, the plain server's adopted sockets, native wss
   connections), so a daemon with a low RLIMIT_NOFILE pauses or refuses at
   its budget instead of meeting EMFILE, and gets every descriptor back;
+* limits.idle_timeout applies to server sessions: data, not pings, keeps
+  them alive (a session in use is reset, an idle pooled one closed 1000);
 * on SIGTERM idle tunnels get a WebSocket close frame, from the server and
   from the client, before the daemon exits."""
 import os
@@ -219,6 +221,99 @@ class ServerBudgetTest(unittest.TestCase):
             for s in held:
                 s.close()
             h.stop_all((cli, srv), (echo,), (tmp,))
+
+
+class HoldingTarget(h._TcpServer):
+    """Accepts, records each connection, and keeps it open until the peer
+    closes; closed_at[i] is when connection i saw EOF."""
+
+    def __init__(self):
+        self.closed_at = []
+        super().__init__()
+
+    def handle(self, c, addr):
+        c.settimeout(h.scaled(30))
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            c.sendall(d)
+        with self.lock:
+            self.closed_at.append(time.monotonic())
+
+
+@unittest.skipUnless(b.have_openssl(), "needs the openssl command")
+class IdleTimeoutTest(unittest.TestCase):
+    """limits.idle_timeout on the server side: pings do not keep a session
+    alive, data does."""
+
+    @classmethod
+    def setUpClass(cls):
+        h.require_binaries()
+        cls.target = HoldingTarget()
+        cls.d = None
+        try:
+            cls.d = h.Daemon(h.make_config(
+                [], limits={"idle_timeout": "2s"},
+                servers=[tw.server_yaml("ws-in", "127.0.0.1:0", [K16])], log_level="debug"))
+            cls.port = cls.d.server_port("ws-in")
+        except BaseException:
+            h.stop_all((cls.d,), (cls.target,))
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        h.stop_all((cls.d,), (cls.target,))
+
+    def open_using(self, raw, data):
+        status, _, _ = raw.handshake(b.req_msg(raw.up, raw.key, "127.0.0.1", self.target.port,
+                                               data))
+        self.assertTrue(status.startswith("HTTP/1.1 101"), status)
+        self.assertEqual(raw.read_msg(), (0x01, data))
+
+    def test_session_in_use_is_reset(self):
+        closed0 = len(self.target.closed_at)
+        with b.RawWstan(self.port) as raw:
+            self.open_using(raw, b"hello")
+            t0 = time.monotonic()
+            cmd, body = raw.read_msg(timeout=8)
+            waited = time.monotonic() - t0
+            self.assertEqual(cmd, 0x02, "an RST")
+            self.assertIn("idle", body.decode("utf-8").lower())
+            self.assertGreater(waited, 1.5)
+            self.assertLess(waited, h.scaled(5))
+            # The target connection is closed too.
+            deadline = time.monotonic() + h.scaled(5)
+            while len(self.target.closed_at) == closed0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertGreater(len(self.target.closed_at), closed0,
+                               "the target connection stayed open")
+            # The tunnel is usable again after the RST exchange.
+            raw.send_rst()
+            raw.send_msg(b.req_msg(raw.up, raw.key, "127.0.0.1", self.target.port, b"again"))
+            self.assertEqual(raw.read_msg(), (0x01, b"again"))
+
+    def test_data_keeps_a_session_alive(self):
+        with b.RawWstan(self.port) as raw:
+            self.open_using(raw, b"x")
+            t0 = time.monotonic()
+            i = 0
+            while time.monotonic() - t0 < 4.0:  # twice the idle timeout
+                time.sleep(0.7)
+                i += 1
+                raw.send_dat(b"tick %d" % i)
+                self.assertEqual(raw.read_msg(), (0x01, b"tick %d" % i))
+
+    def test_idle_pooled_tunnel_is_closed(self):
+        with b.RawWstan(self.port) as raw:
+            status, _, _ = raw.handshake(empty_req(raw))
+            self.assertTrue(status.startswith("HTTP/1.1 101"), status)
+            t0 = time.monotonic()
+            self.assertEqual(raw.close_code(timeout=8), 1000)
+            waited = time.monotonic() - t0
+            self.assertGreater(waited, 1.5)
+            self.assertLess(waited, h.scaled(5))
+        self.d.wait_log(r"server ws-in: tunnel #\d+ from \S+ closed .* end=idle")
 
 
 @unittest.skipUnless(b.have_openssl(), "needs the openssl command")
