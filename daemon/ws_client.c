@@ -152,7 +152,9 @@ struct ws_client {
     int n_addrs, addr_next;
     uint64_t resolved_at;
     bool stopped;
+#ifdef TUNNELD_TEST_HOOKS
     bool test_break_hack; /* test hook: pretend lws laid out its buffer differently */
+#endif
     uint64_t opened, reused;
     bool budget_logged; /* "no descriptor for a WebSocket", once per episode */
 };
@@ -729,7 +731,11 @@ static int wsc_append(struct wsc_tun *wt, void *in, size_t room)
     struct ws_client *cl = wt->cl;
     static const char rline[] = "GET / HTTP/1.1\r\n";
     static const char khdr[] = "\r\nSec-WebSocket-Key: ";
+#ifdef TUNNELD_TEST_HOOKS
     const char *expect = cl->test_break_hack ? "GET /x HTTP/1.1\r\n" : rline;
+#else
+    const char *expect = rline;
+#endif
     char **pp = in, *p = *pp, *start;
     const char *k;
     size_t used, msgcap, msglen, pathcap, pathlen, klen = sizeof(khdr) - 1;
@@ -1404,12 +1410,15 @@ int ws_client_create(struct td_daemon *d, const struct cfg_tunnel *cfg, struct w
         free(cl);
         return r;
     }
+#ifdef TUNNELD_TEST_HOOKS
     {
         /* The test suite's only way to prove that the request rebuild fails
-         * closed: it can only make every open fail, never weaken a check. */
+         * closed: it can only make every open fail, never weaken a check.
+         * Only the tunneld-testhooks build has it. */
         const char *tb = getenv("TUNNELD_TEST_WS_CLIENT_BREAK_HANDSHAKE");
         cl->test_break_hack = tb && strcmp(tb, "1") == 0;
     }
+#endif
     ctx = ws_lws_context(d);
     if (!ctx) {
         wstan_key_clear(&cl->key);

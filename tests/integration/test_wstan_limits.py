@@ -8,7 +8,8 @@
 * limits.idle_timeout applies to server sessions: data, not pings, keeps
   them alive (a session in use is reset, an idle pooled one closed 1000);
 * on SIGTERM idle tunnels get a WebSocket close frame, from the server and
-  from the client, before the daemon exits."""
+  from the client, before the daemon exits;
+* the production binary carries no test hook."""
 import os
 import signal
 import socket
@@ -412,6 +413,15 @@ class DrainCloseTest(unittest.TestCase):
         finally:
             tw.ws_read_frame = orig
             h.stop_all((cli,), (srv, echo))
+
+
+class TestHookTest(unittest.TestCase):
+    def test_production_binary_has_no_test_hooks(self):
+        h.require_binaries()
+        with open(h.TUNNELD_BIN, "rb") as f:
+            data = f.read()
+        # (assertNotIn would print the whole binary)
+        self.assertFalse(b"TUNNELD_TEST_" in data, "%s holds a test hook" % h.TUNNELD_BIN)
 
 
 if __name__ == "__main__":
