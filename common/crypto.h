@@ -16,12 +16,13 @@ bool td_ct_memeq(const void *a, const void *b, size_t len);
  * length or the position of the first difference: both are hashed first. */
 bool td_ct_secret_eq(const char *a, size_t alen, const char *b, size_t blen);
 
+/* Overwrite a buffer that held a secret (keys, nonces, decrypted requests)
+ * before it is freed or goes out of scope; the compiler may not drop it.
+ * NULL or a zero length does nothing. */
+void td_wipe(void *p, size_t len);
+
 int td_sha256(const void *data, size_t len, uint8_t out[TD_SHA256_LEN]);
 
-/* Overwrite n bytes at p with zeros in a way the compiler may not drop (a
- * buffer that held a key, a password or a token, before it is freed or goes
- * out of scope).  NULL is fine. */
-void td_wipe(void *p, size_t n);
 /* td_wipe() of a NUL-terminated string, then free(). */
 void td_wipe_free_str(char *s);
 

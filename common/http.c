@@ -8,9 +8,12 @@
  * all errors.  Elsewhere they follow RFC 9112's "be lenient" allowances
  * (bare LF line endings in the head, empty lines before the request line).
  *
- * The head parsers are stateless: they are called again from the start each
- * time more bytes arrive, which keeps them simple and costs little because
- * the head is bounded by max_head. */
+ * The head parsers are stateless and look at the whole head.  A caller that
+ * reads a head in pieces finds its end first with http_head_scan(), which
+ * looks at each new byte once, and runs the parser when the end is there
+ * (http_parse_request_scan() does both): parsing again from the start on
+ * every read is quadratic, and a client sending one byte per packet could
+ * make a 64 KiB head cost seconds of CPU. */
 #include "http.h"
 
 #include "base64.h"
@@ -24,6 +27,9 @@
 #define HTTP_MAX_CHUNK_LINE     4096
 #define HTTP_MAX_TRAILERS       HTTP_DEFAULT_MAX_HEAD
 #define HTTP_MAX_CONTENT_LENGTH ((uint64_t)1 << 62)
+/* http_parse_request_scan() parses on every read until this many bytes have
+ * been scanned, so that bytes that cannot begin a request are refused early. */
+#define HTTP_SCAN_EARLY 64
 
 /* ---- character classes ------------------------------------------------- */
 
@@ -256,6 +262,61 @@ int http_parse_request(const char *buf, size_t len, size_t max_head, struct http
         return TD_EINVAL;
     memset(req, 0, sizeof(*req));
     return http__parse_request(buf, len, max_head ? max_head : HTTP_DEFAULT_MAX_HEAD, req);
+}
+
+/* Is the line that ends with the LF at buf[i] empty, as http__next_line
+ * sees it ("" or a lone CR)?  Only the two bytes before the LF matter. */
+static bool http__empty_line_at(const char *buf, size_t i)
+{
+    if (i == 0 || buf[i - 1] == '\n')
+        return true;
+    return buf[i - 1] == '\r' && (i == 1 || buf[i - 2] == '\n');
+}
+
+size_t http_head_scan(const char *buf, size_t len, size_t *scanned)
+{
+    size_t pos = *scanned;
+
+    while (pos < len) {
+        const char *nl = memchr(buf + pos, '\n', len - pos);
+        size_t i, start;
+
+        if (nl == NULL)
+            break;
+        i = (size_t)(nl - buf);
+        pos = i + 1;
+        if (!http__empty_line_at(buf, i))
+            continue;
+        /* An empty line ends the head once a non-empty line came before
+         * it.  Empty lines seen before this one were all leading ones (the
+         * scan would have stopped at the first that ended the head), so
+         * the line just before decides. */
+        start = (i == 0 || buf[i - 1] == '\n') ? i : i - 1;
+        if (start > 0 && !http__empty_line_at(buf, start - 1)) {
+            *scanned = i; /* a later call finds the same end again */
+            return i + 1;
+        }
+    }
+    *scanned = len;
+    return 0;
+}
+
+int http_parse_request_scan(const char *buf, size_t len, size_t max_head, size_t *scanned,
+                            struct http_request *req)
+{
+    size_t from;
+
+    if ((buf == NULL && len != 0) || req == NULL || scanned == NULL || *scanned > len)
+        return TD_EINVAL;
+    if (max_head == 0)
+        max_head = HTTP_DEFAULT_MAX_HEAD;
+    from = *scanned;
+    /* While the first bytes arrive the parser runs anyway: it refuses what
+     * cannot start a request (a TLS hello, say) at once, and that costs at
+     * most HTTP_SCAN_EARLY short parses. */
+    if (http_head_scan(buf, len, scanned) == 0 && len <= max_head && from >= HTTP_SCAN_EARLY)
+        return TD_EAGAIN;
+    return http_parse_request(buf, len, max_head, req);
 }
 
 /* Status line: HTTP-version SP 3DIGIT SP reason-phrase.  The SP before an

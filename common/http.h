@@ -49,6 +49,22 @@ struct http_response {
 int http_parse_request(const char *buf, size_t len, size_t max_head, struct http_request *req);
 int http_parse_response(const char *buf, size_t len, size_t max_head, struct http_response *resp);
 
+/* For a head that arrives in pieces: look for the blank line that ends a
+ * request head, as http_parse_request() sees it (bare LF line ends, empty
+ * lines before the request line skipped), in buf[*scanned..len) only.  The
+ * caller keeps *scanned (0 at first) while buf grows, so each byte is looked
+ * at once.  Returns the head's length through the blank line, or 0 when it
+ * has not arrived; once found, *scanned stays where the same end is found
+ * again. */
+size_t http_head_scan(const char *buf, size_t len, size_t *scanned);
+/* http_parse_request() for a growing buffer, cheap to call after every read:
+ * TD_EAGAIN without parsing while the end of the head has not arrived (req
+ * is then untouched), else the parser's result.  The parser still runs on
+ * the first few reads, so bytes that cannot begin a request are refused at
+ * once; other errors in a head are found when it is complete or too big. */
+int http_parse_request_scan(const char *buf, size_t len, size_t max_head, size_t *scanned,
+                            struct http_request *req);
+
 /* Case-insensitive lookup; returns the first match or NULL. */
 const struct http_header *http_find_header(const struct http_header *h, size_t n, const char *name);
 /* Does a comma-separated header value (Connection, Transfer-Encoding)

@@ -80,7 +80,9 @@ static void hfe_on_data(struct conn *c)
         conn_close(c, END_NO_RESOURCES);
         return;
     }
-    r = http_parse_request((const char *)c->hs, c->hs_len, HTTP_DEFAULT_MAX_HEAD, req);
+    /* Only the new bytes are looked at until the head is complete. */
+    r = http_parse_request_scan((const char *)c->hs, c->hs_len, HTTP_DEFAULT_MAX_HEAD,
+                                &c->hs_scanned, req);
     if (r == TD_EAGAIN) {
         if (c->hs_len >= c->hs_max)
             hfe_error(c, 431, "request header too large", NULL, END_PROTOCOL);

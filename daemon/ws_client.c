@@ -25,6 +25,7 @@
 #include "ws_client.h"
 
 #include "conn.h"
+#include "crypto.h"
 #include "error.h"
 #include "log.h"
 #include "ws_lws.h"
@@ -48,6 +49,10 @@
 #define WSC_DNS_TTL_MS (60 * 1000)
 /* What lws keeps below the room it reports to APPEND_HANDSHAKE_HEADER. */
 #define WSC_LWS_APPEND_RESERVE 12
+
+/* The opaque user data of a wsi whose wsc_tun went away before lws let go
+ * of the wsi: its socket still counts until WSI_DESTROY. */
+static char wsc_orphan;
 
 enum wsc_tun_state {
     WT_OPENING = 0, /* connecting / handshaking */
@@ -112,6 +117,7 @@ struct wsc_tun {
     bool failed;                    /* the open failure was handled */
     bool early_fail;                /* the wsi failed inside lws_client_connect_via_info() */
     bool resolving;                 /* waiting in cl->resolve_wait (on pool_node) */
+    bool fd_counted;                /* its socket counts in the budget (ws_lws_sock_*) */
     char key[WSTAN_WS_KEY_LEN + 1]; /* the Sec-WebSocket-Key sent */
     uint8_t nc[WSTAN_NONCE_LEN], ns[WSTAN_NONCE_LEN];
     size_t up_skip;
@@ -146,8 +152,11 @@ struct ws_client {
     int n_addrs, addr_next;
     uint64_t resolved_at;
     bool stopped;
+#ifdef TUNNELD_TEST_HOOKS
     bool test_break_hack; /* test hook: pretend lws laid out its buffer differently */
+#endif
     uint64_t opened, reused;
+    bool budget_logged; /* "no descriptor for a WebSocket", once per episode */
 };
 
 static void wsc_tun_idle(struct wsc_tun *wt);
@@ -573,6 +582,16 @@ static struct wsc_tun *wsc_pool_take(struct ws_client *cl)
 
 /* ---- one WebSocket connection ------------------------------------------------- */
 
+/* The tunnel's socket is closed (or was never opened): its descriptor goes
+ * back to the budget. */
+static void wsc_fd_release(struct wsc_tun *wt)
+{
+    if (!wt->fd_counted)
+        return;
+    wt->fd_counted = false;
+    ws_lws_sock_closed(wt->cl->d);
+}
+
 static void wsc_tun_free(struct wsc_tun *wt)
 {
     if (wt->resolving)
@@ -580,7 +599,9 @@ static void wsc_tun_free(struct wsc_tun *wt)
     wt->resolving = false;
     wsc_pool_remove(wt);
     td_queue_remove(&wt->node);
+    wsc_fd_release(wt);
     free(wt->first_dgm);
+    td_wipe(wt, sizeof(*wt)); /* nonces and the WebSocket key */
     free(wt);
 }
 
@@ -710,7 +731,11 @@ static int wsc_append(struct wsc_tun *wt, void *in, size_t room)
     struct ws_client *cl = wt->cl;
     static const char rline[] = "GET / HTTP/1.1\r\n";
     static const char khdr[] = "\r\nSec-WebSocket-Key: ";
+#ifdef TUNNELD_TEST_HOOKS
     const char *expect = cl->test_break_hack ? "GET /x HTTP/1.1\r\n" : rline;
+#else
+    const char *expect = rline;
+#endif
     char **pp = in, *p = *pp, *start;
     const char *k;
     size_t used, msgcap, msglen, pathcap, pathlen, klen = sizeof(khdr) - 1;
@@ -790,6 +815,11 @@ static int wsc_append(struct wsc_tun *wt, void *in, size_t room)
     *pp = p;
     r = 0;
 out:
+    /* The request and the cookie's nonce went into lws's buffer; no other
+     * copy stays behind. */
+    td_wipe(msg, msg ? msgcap : 0);
+    td_wipe(path, path ? pathcap : 0);
+    td_wipe(cookie, sizeof(cookie));
     free(msg);
     free(path);
     return r;
@@ -892,9 +922,19 @@ static void wsc_wsi_gone(struct wsc_tun *wt, const char *why)
 static int wsc_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                         size_t len)
 {
-    struct wsc_tun *wt = wsi ? lws_get_opaque_user_data(wsi) : NULL;
+    void *ud = wsi ? lws_get_opaque_user_data(wsi) : NULL;
+    struct wsc_tun *wt = ud;
     (void)user;
 
+    if (ud == &wsc_orphan) {
+        if (reason == LWS_CALLBACK_WSI_DESTROY) {
+            struct ws_client *cl = lws_get_vhost_user(lws_get_vhost(wsi));
+            lws_set_opaque_user_data(wsi, NULL);
+            if (cl)
+                ws_lws_sock_closed(cl->d);
+        }
+        return 0;
+    }
     if (!wt)
         return 0;
     switch (reason) {
@@ -939,10 +979,12 @@ static int wsc_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         wsc_wsi_gone(wt, "closed during the handshake");
         return 0;
     case LWS_CALLBACK_WSI_DESTROY:
+        /* lws has closed the socket by now. */
         wsc_wsi_gone(wt, "closed during the handshake");
         lws_set_opaque_user_data(wsi, NULL);
         wt->wsi = NULL;
         wt->destroyed = true;
+        wsc_fd_release(wt);
         if (!wt->in_connect)
             wsc_tun_free(wt);
         return 0;
@@ -985,8 +1027,12 @@ static int wsc_tun_connect(struct wsc_tun *wt, const char *addr)
     if (!wsi || wt->destroyed || wt->early_fail) {
         if (!wt->why[0])
             snprintf(wt->why, sizeof(wt->why), "cannot start connecting");
-        if (!wt->destroyed && wsi)
-            lws_set_opaque_user_data(wsi, NULL);
+        if (!wt->destroyed && wsi) {
+            /* lws still holds the wsi (and maybe its socket) after wt goes:
+             * the count stays until its WSI_DESTROY. */
+            lws_set_opaque_user_data(wsi, wt->fd_counted ? (void *)&wsc_orphan : NULL);
+            wt->fd_counted = false;
+        }
         return -1;
     }
     if (!wt->wsi)
@@ -1051,6 +1097,25 @@ static void wsc_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *
     }
 }
 
+/* Is there a descriptor for one more WebSocket?  When not, the request
+ * fails (the listeners have paused for the same reason); said once until a
+ * WebSocket can be opened again. */
+static bool wsc_room(struct ws_client *cl)
+{
+    if (daemon_fds_available(cl->d, 1)) {
+        cl->budget_logged = false;
+        return true;
+    }
+    if (!cl->budget_logged)
+        LOG_WARN("ws",
+                 "tunnel %s: too many open files (%llu of %llu descriptors in use): "
+                 "requests fail until WebSockets close",
+                 cl->cfg->name, (unsigned long long)cl->d->fds_in_use,
+                 (unsigned long long)cl->d->fd_budget);
+    cl->budget_logged = true;
+    return false;
+}
+
 /* Open a new WebSocket whose first request is cmd (REQ to a, or a DGM).
  * NULL when it cannot even start; later failures come through
  * wsc_tun_failed() to the users attached by then. */
@@ -1071,6 +1136,11 @@ static struct wsc_tun *wsc_tun_open(struct ws_client *cl, enum wstan_cmd cmd,
     wt->first_dgm = dgm;
     td_queue_init(&wt->pool_node);
     td_queue_insert_tail(&cl->tuns, &wt->node);
+    /* Counted from now, before lws has made the socket: a name being
+     * resolved meanwhile must not let more opens through than the budget
+     * allows. */
+    ws_lws_sock_opened(cl->d);
+    wt->fd_counted = true;
     if (cl->cfg->nonce_mode == CFG_NONCE_COMPATIBLE &&
         wstan_nonce_generate(wt->nc, cl->cookie_name) != 0) {
         wsc_tun_free(wt);
@@ -1141,6 +1211,10 @@ static void wsc_stream_start(struct wsc_stream *s, bool allow_pool)
             s->st = WSR_CONNECTING;
         else
             wsc_stream_open(s);
+        return;
+    }
+    if (!wsc_room(cl)) {
+        wsc_stream_lost(s, TD_EMFILE, "no descriptor left for a WebSocket");
         return;
     }
     wt = wsc_tun_open(cl, WSTAN_REQ, &s->addr, NULL);
@@ -1265,6 +1339,8 @@ int ws_client_udp_send(struct ws_udp_flow *f, const struct wstan_addr *dst, cons
         f->open = true;
         return 0;
     }
+    if (!wsc_room(cl))
+        return TD_EMFILE;
     if (len <= WSC_URI_DGM_MAX) {
         struct wsc_dgm *g = wsc_dgm_new(dst, p, len);
         if (!g)
@@ -1334,12 +1410,15 @@ int ws_client_create(struct td_daemon *d, const struct cfg_tunnel *cfg, struct w
         free(cl);
         return r;
     }
+#ifdef TUNNELD_TEST_HOOKS
     {
         /* The test suite's only way to prove that the request rebuild fails
-         * closed: it can only make every open fail, never weaken a check. */
+         * closed: it can only make every open fail, never weaken a check.
+         * Only the tunneld-testhooks build has it. */
         const char *tb = getenv("TUNNELD_TEST_WS_CLIENT_BREAK_HANDSHAKE");
         cl->test_break_hack = tb && strcmp(tb, "1") == 0;
     }
+#endif
     ctx = ws_lws_context(d);
     if (!ctx) {
         wstan_key_clear(&cl->key);
@@ -1353,6 +1432,7 @@ int ws_client_create(struct td_daemon *d, const struct cfg_tunnel *cfg, struct w
     ws_lws_vhost_info(&info);
     info.vhost_name = cfg->name;
     info.protocols = cl->protocols;
+    info.user = cl; /* for the wsis whose tunnel went first (wsc_orphan) */
     if (cfg->tls) {
         const char *ca = cfg->tls_ca;
         if (!ca)

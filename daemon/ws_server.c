@@ -18,6 +18,7 @@
 #include "ws_server.h"
 
 #include "addr.h"
+#include "crypto.h"
 #include "dial.h"
 #include "error.h"
 #include "http.h"
@@ -77,6 +78,7 @@ struct wss_hs {
     int refs; /* open handles */
     char *buf;
     size_t len, cap;
+    size_t scanned; /* how far the end of the head has been looked for */
     bool done;
     char peer[64];
 };
@@ -106,7 +108,7 @@ struct wss_sess {
     struct ws_server *srv;
     struct ws_tun *t;
     uint64_t id;
-    int refs; /* the tunnel, write requests, UDP handles */
+    int refs; /* the tunnel, write requests, UDP handles, the idle timer */
     char peer[64];
     const char *user;
     char label[160];
@@ -128,6 +130,12 @@ struct wss_sess {
 
     struct wss_udp *udp;
     int n_udp;
+
+    /* limits.idle_timeout: DATs and DGMs either way, and each request,
+     * are activity; pings are not. */
+    uv_timer_t idle;
+    bool idle_open;
+    uint64_t last_active;
 };
 
 struct wss_pss {
@@ -147,6 +155,9 @@ struct ws_server {
     struct wstan_replay replay;
     bool replay_ok;
     struct td_queue handshakes, adopting, sessions;
+    bool adopt_fd_pending; /* counted a duplicate lws has not taken yet */
+    bool listen_counted;   /* native wss: lws's listening socket */
+    bool budget_refusing;  /* native wss: said that the budget is full */
     uint32_t n_active;
     uint64_t next_id, next_adopt;
     char addr[64];
@@ -174,10 +185,12 @@ static double wss_now(void)
     return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
 
+/* A hello holds the nonces and the decrypted first request. */
 static void wss_hello_free(struct wss_hello *h)
 {
+    td_wipe(h->data, h->datalen);
     free(h->data);
-    h->data = NULL;
+    td_wipe(h, sizeof(*h));
 }
 
 /* ---- the wstan checks (spec 5.2), shared by both transports ---------------- */
@@ -217,11 +230,11 @@ static int wss_cookie_nonce(const char *v, size_t n, uint8_t nc[WSTAN_NONCE_LEN]
     return TD_EINVAL;
 }
 
-/* Returns 0 with *out filled, or TD_EAUTH/TD_EPROTO/TD_ELIMIT (all: 400). */
-static int wss_check(struct ws_server *srv, const struct wss_head *hd, bool tls_mode,
-                     struct wss_hello *out, const char **why)
+/* Returns 0 with *out filled, or TD_EAUTH/TD_EPROTO/TD_ELIMIT (all: 400).
+ * first (cap bytes) takes the decoded request, decrypted in place. */
+static int wss_check_in(struct ws_server *srv, const struct wss_head *hd, bool tls_mode,
+                        struct wss_hello *out, const char **why, uint8_t *first, size_t cap)
 {
-    uint8_t first[WSS_HEAD_MAX];
     size_t flen = 0;
     struct wstan_msg m;
     struct wstan_stream st;
@@ -241,8 +254,8 @@ static int wss_check(struct ws_server *srv, const struct wss_head *hd, bool tls_
             return TD_EPROTO;
         }
     }
-    r = wstan_uri_parse(hd->target, hd->target_len, srv->path, strlen(srv->path), first,
-                        sizeof(first), &flen);
+    r = wstan_uri_parse(hd->target, hd->target_len, srv->path, strlen(srv->path), first, cap,
+                        &flen);
     if (r != 0 || flen == 0) {
         *why = "the path holds no request";
         return TD_EPROTO;
@@ -300,6 +313,17 @@ static int wss_check(struct ws_server *srv, const struct wss_head *hd, bool tls_
     return 0;
 }
 
+static int wss_check(struct ws_server *srv, const struct wss_head *hd, bool tls_mode,
+                     struct wss_hello *out, const char **why)
+{
+    uint8_t first[WSS_HEAD_MAX];
+    int r = wss_check_in(srv, hd, tls_mode, out, why, first, sizeof(first));
+    /* The decoded request (plain in TLS mode, decrypted otherwise) never
+     * outlives the check; it is at most as long as the target. */
+    td_wipe(first, hd->target_len < sizeof(first) ? hd->target_len : sizeof(first));
+    return r;
+}
+
 /* ---- sessions: the target side -------------------------------------------- */
 
 static void wss_sess_unref(struct wss_sess *s)
@@ -311,6 +335,16 @@ static void wss_sess_unref(struct wss_sess *s)
     free(s->rbuf);
     free(s->left);
     free(s);
+}
+
+static void wss_idle_closed(uv_handle_t *h)
+{
+    wss_sess_unref(h->data);
+}
+
+static void wss_touch(struct wss_sess *s)
+{
+    s->last_active = uv_now(s->srv->d->loop);
 }
 
 static void wss_target_close(struct wss_sess *s)
@@ -468,6 +502,7 @@ static void wss_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         return;
     }
     s->down += (uint64_t)n;
+    wss_touch(s);
     taken = ws_tun_send_dat(s->t, s->rbuf, (size_t)n);
     if (taken < (size_t)n) {
         s->left = malloc((size_t)n - taken);
@@ -520,6 +555,7 @@ static void wss_on_dialed(void *arg, int status, uv_tcp_t *tcp, uint64_t elapsed
     }
     s->tcp = tcp;
     tcp->data = s;
+    wss_touch(s); /* the idle clock starts when the target is there */
     if (ws_tun_connected(s->t) != 0) {
         wss_target_close(s);
         return;
@@ -601,6 +637,7 @@ static void wss_udp_on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf,
         wstan_addr_set(&a, ip, strlen(ip), ntohs(s4->sin_port), false);
     }
     u->s->down += (uint64_t)n;
+    wss_touch(u->s);
     ws_tun_send_dgm(u->s->t, &a, (const uint8_t *)buf->base, (size_t)n);
 }
 
@@ -742,6 +779,7 @@ static void wss_on_msg(struct ws_tun *t, const struct wstan_msg *m, const struct
 {
     struct wss_sess *s = ws_tun_ud(t);
 
+    wss_touch(s);
     switch (step->action) {
     case WSTAN_ACT_CONNECT: /* in-band REQ on an idle tunnel */
         wss_connect(s, &m->addr, m->data, m->datalen);
@@ -798,6 +836,10 @@ static void wss_on_closed(struct ws_tun *t, const char *why)
     s->t = NULL;
     wss_target_close(s);
     wss_udp_close_all(s);
+    if (s->idle_open) {
+        s->idle_open = false;
+        uv_close((uv_handle_t *)&s->idle, wss_idle_closed);
+    }
     LOG_INFO("ws",
              "server %s: tunnel #%llu from %s closed user=%s requests=%llu up=%llu down=%llu "
              "duration=%.3fs end=%s",
@@ -810,6 +852,38 @@ static void wss_on_closed(struct ws_tun *t, const char *why)
 }
 
 static const struct ws_tun_cbs wss_tun_cbs = {wss_on_msg, wss_on_drain, wss_on_closed};
+
+/* limits.idle_timeout without data: a session in use is reset (so its
+ * user hears why), any other is closed.  Pings keep the WebSocket alive but
+ * are not activity. */
+static void wss_on_idle(uv_timer_t *h)
+{
+    struct wss_sess *s = h->data;
+    uint64_t now = uv_now(s->srv->d->loop), limit = s->srv->d->cfg->limits.idle_timeout_ms;
+    uint64_t since = now - s->last_active;
+
+    if (!s->t)
+        return;
+    if (since < limit) {
+        uv_timer_start(&s->idle, wss_on_idle, limit - since, 0);
+        return;
+    }
+    switch (ws_tun_state(s->t)) {
+    case WSTAN_CONNECTING: /* the connect has its own timeouts */
+        uv_timer_start(&s->idle, wss_on_idle, limit, 0);
+        return;
+    case WSTAN_USING:
+        LOG_DEBUG("ws", "%s: no data for %llu ms: resetting", s->label, (unsigned long long)since);
+        wss_touch(s);
+        uv_timer_start(&s->idle, wss_on_idle, limit, 0);
+        /* Last: it can close the tunnel (and the timer with it). */
+        wss_local_end(s, "idle timeout");
+        return;
+    default: /* idle, or a reset the client never answered */
+        ws_tun_close(s->t, WSTAN_CLOSE_NORMAL, "idle timeout");
+        return;
+    }
+}
 
 static struct wss_sess *wss_sess_start(struct ws_server *srv, struct lws *wsi, struct wss_hello *h)
 {
@@ -849,6 +923,12 @@ static struct wss_sess *wss_sess_start(struct ws_server *srv, struct lws *wsi, s
     ws_tun_set_peer_ack(s->t, h->want_ack);
     td_queue_insert_tail(&srv->sessions, &s->node);
     srv->n_active++;
+    uv_timer_init(srv->d->loop, &s->idle);
+    s->idle.data = s;
+    s->idle_open = true;
+    s->refs++;
+    wss_touch(s);
+    uv_timer_start(&s->idle, wss_on_idle, srv->d->cfg->limits.idle_timeout_ms, 0);
     LOG_DEBUG("ws", "%s: open user=%s", s->label, s->user ? s->user : "-");
     if (h->first == WSTAN_REQ)
         wss_connect(s, &h->addr, h->data, h->datalen);
@@ -859,6 +939,8 @@ static struct wss_sess *wss_sess_start(struct ws_server *srv, struct lws *wsi, s
 
 /* ---- plain transport: our own handshake reader ------------------------------------ */
 
+static struct wss_adopt *wss_take_adopt(struct ws_server *srv, uint64_t id);
+
 static void wss_hs_unref(struct wss_hs *hs)
 {
     struct td_daemon *d = hs->srv->d;
@@ -866,6 +948,7 @@ static void wss_hs_unref(struct wss_hs *hs)
     if (--hs->refs > 0)
         return;
     td_queue_remove(&hs->node);
+    td_wipe(hs->buf, hs->cap); /* the nonce and the first request */
     free(hs->buf);
     free(hs);
     daemon_fds_freed(d);
@@ -925,8 +1008,9 @@ static void wss_hs_adopt(struct wss_hs *hs, struct wss_hello *h, const char *ws_
 {
     struct ws_server *srv = hs->srv;
     struct wss_adopt *a = calloc(1, sizeof(*a));
-    char head[512];
+    char head[512], peer[64];
     int n, fd;
+    uint64_t id;
     struct lws *wsi;
 
     if (!a) {
@@ -957,16 +1041,31 @@ static void wss_hs_adopt(struct wss_hs *hs, struct wss_hello *h, const char *ws_
         return;
     }
     td_queue_insert_tail(&srv->adopting, &a->node);
+    /* The duplicate counts from now; it becomes the wsi's count when lws
+     * takes it (wss_fd_take). */
+    ws_lws_sock_opened(srv->d);
+    srv->adopt_fd_pending = true;
     /* Our handle goes; the duplicate, owned by lws now, keeps the connection. */
     uv_read_stop((uv_stream_t *)&hs->tcp);
     wss_hs_close(hs, true);
+    id = a->id;
+    snprintf(peer, sizeof(peer), "%s", a->hello.peer);
     wsi = lws_adopt_socket_vhost_readbuf(srv->vh, fd, head, (size_t)n);
+    td_wipe(head, sizeof(head)); /* lws has its own copy */
+    if (srv->adopt_fd_pending) {
+        /* lws failed before the socket became a connection, and closed it. */
+        srv->adopt_fd_pending = false;
+        ws_lws_sock_closed(srv->d);
+    }
     if (!wsi) {
         LOG_WARN("ws", "server %s: libwebsockets refused the connection from %s", srv->cfg->name,
-                 a->hello.peer);
-        td_queue_remove(&a->node);
-        wss_hello_free(&a->hello);
-        free(a);
+                 peer);
+        /* Unless its handshake already picked it up (the wsi then frees it). */
+        a = wss_take_adopt(srv, id);
+        if (a) {
+            wss_hello_free(&a->hello);
+            free(a);
+        }
     }
 }
 
@@ -983,7 +1082,8 @@ static void wss_hs_process(struct wss_hs *hs)
         wss_hs_reply(hs, wss_400, "out of memory");
         return;
     }
-    r = http_parse_request(hs->buf, hs->len, WSS_HEAD_MAX, req);
+    /* Only the new bytes are looked at until the head is complete. */
+    r = http_parse_request_scan(hs->buf, hs->len, WSS_HEAD_MAX, &hs->scanned, req);
     if (r == TD_EAGAIN) {
         free(req);
         if (hs->len >= WSS_HEAD_MAX)
@@ -1070,6 +1170,9 @@ static void wss_hs_process(struct wss_hs *hs)
         memcpy(key, hd.ws_key, WSTAN_WS_KEY_LEN);
         free(req);
         wss_hs_adopt(hs, &hello, key, WSTAN_WS_KEY_LEN);
+        /* The adoption owns the hello now; these are copies. */
+        td_wipe(key, sizeof(key));
+        td_wipe(&hello, sizeof(hello));
     }
 }
 
@@ -1082,8 +1185,13 @@ static void wss_hs_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         char *nb;
         if (cap > WSS_HEAD_MAX)
             cap = WSS_HEAD_MAX;
-        nb = realloc(hs->buf, cap);
+        /* Not realloc: the old block would keep a copy of the head. */
+        nb = malloc(cap);
         if (nb) {
+            if (hs->len > 0)
+                memcpy(nb, hs->buf, hs->len);
+            td_wipe(hs->buf, hs->cap);
+            free(hs->buf);
             hs->buf = nb;
             hs->cap = cap;
         }
@@ -1159,17 +1267,10 @@ static int wss_accept(struct td_acceptor *acc)
 
 /* ---- lws protocol callback ---------------------------------------------------------- */
 
-static struct wss_adopt *wss_find_adopt(struct ws_server *srv, struct lws *wsi)
+/* The adoption with this id, taken off the list (NULL if gone). */
+static struct wss_adopt *wss_take_adopt(struct ws_server *srv, uint64_t id)
 {
-    char uri[128];
-    unsigned long long id;
     struct td_queue *q;
-    int n = lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
-
-    if (n <= (int)strlen(WSS_URI_PREFIX) ||
-        strncmp(uri, WSS_URI_PREFIX, strlen(WSS_URI_PREFIX)) != 0)
-        return NULL;
-    id = strtoull(uri + strlen(WSS_URI_PREFIX), NULL, 10);
     for (q = srv->adopting.next; q != &srv->adopting; q = q->next) {
         struct wss_adopt *a = td_container_of(q, struct wss_adopt, node);
         if (a->id == id) {
@@ -1178,6 +1279,17 @@ static struct wss_adopt *wss_find_adopt(struct ws_server *srv, struct lws *wsi)
         }
     }
     return NULL;
+}
+
+static struct wss_adopt *wss_find_adopt(struct ws_server *srv, struct lws *wsi)
+{
+    char uri[128];
+    int n = lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
+
+    if (n <= (int)strlen(WSS_URI_PREFIX) ||
+        strncmp(uri, WSS_URI_PREFIX, strlen(WSS_URI_PREFIX)) != 0)
+        return NULL;
+    return wss_take_adopt(srv, strtoull(uri + strlen(WSS_URI_PREFIX), NULL, 10));
 }
 
 /* Native wss: the checks on what lws parsed. */
@@ -1223,8 +1335,57 @@ static struct wss_adopt *wss_check_lws(struct ws_server *srv, struct lws *wsi)
     }
     lws_get_peer_simple(wsi, a->hello.peer, sizeof(a->hello.peer));
 out:
+    /* In TLS mode the URI's request is not even encrypted. */
+    td_wipe(uri, hd.target_len);
+    td_wipe(key, sizeof(key));
     free(uri);
     return a;
+}
+
+/* lws made a connection of this socket (adopted, or accepted for native
+ * wss): it counts in the budget until the wsi's WSI_DESTROY.  The wsi's
+ * opaque pointer marks it, since its user data comes and goes with
+ * protocol binds; lws's listening wsi is never marked. */
+static void wss_fd_take(struct ws_server *srv, struct lws *wsi)
+{
+    if (lws_get_opaque_user_data(wsi) == srv)
+        return;
+    lws_set_opaque_user_data(wsi, srv);
+    if (srv->adopt_fd_pending)
+        srv->adopt_fd_pending = false; /* counted when it was duplicated */
+    else
+        ws_lws_sock_opened(srv->d);
+}
+
+static void wss_fd_release(struct ws_server *srv, struct lws *wsi)
+{
+    if (lws_get_opaque_user_data(wsi) != srv)
+        return;
+    lws_set_opaque_user_data(wsi, NULL);
+    ws_lws_sock_closed(srv->d);
+}
+
+/* Native wss: is there room for one more connection and its target?  A
+ * full budget refuses at once, rather than let an accept meet EMFILE. */
+static bool wss_room(struct ws_server *srv)
+{
+    struct td_daemon *d = srv->d;
+
+    if (daemon_fds_available(d, 2)) {
+        if (srv->budget_refusing)
+            LOG_INFO("ws", "server %s: descriptors available again (%llu in use)", srv->cfg->name,
+                     (unsigned long long)d->fds_in_use);
+        srv->budget_refusing = false;
+        return true;
+    }
+    if (!srv->budget_refusing)
+        LOG_WARN("ws",
+                 "server %s: descriptor budget full (%llu of %llu in use): refusing "
+                 "connections until some close",
+                 srv->cfg->name, (unsigned long long)d->fds_in_use,
+                 (unsigned long long)d->fd_budget);
+    srv->budget_refusing = true;
+    return false;
 }
 
 static int wss_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -1234,6 +1395,12 @@ static int wss_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
     struct ws_server *srv = lws_get_vhost_user(lws_get_vhost(wsi));
 
     switch (reason) {
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        return srv && !wss_room(srv) ? -1 : 0;
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+        if (srv)
+            wss_fd_take(srv, wsi);
+        return 0;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         if (!srv || !pss)
             return -1;
@@ -1270,6 +1437,9 @@ static int wss_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         return 0;
     case LWS_CALLBACK_CLOSED:
     case LWS_CALLBACK_WSI_DESTROY:
+        /* At WSI_DESTROY lws has closed the socket. */
+        if (reason == LWS_CALLBACK_WSI_DESTROY && srv)
+            wss_fd_release(srv, wsi);
         if (pss) {
             /* The session may be freed inside: forget it first. */
             struct wss_sess *s = pss->s;
@@ -1392,6 +1562,9 @@ int ws_server_start(struct td_daemon *d, const struct cfg_server *cfg, struct ws
     }
     srv->accepting = true;
     if (cfg->tls_cert) {
+        /* lws's listening socket, for as long as the context lives. */
+        d->fds_in_use++;
+        srv->listen_counted = true;
         snprintf(srv->addr, sizeof(srv->addr), "%s",
                  td_hostport_format(hp, sizeof(hp), cfg->listen.host,
                                     (uint16_t)lws_get_vhost_listen_port(srv->vh)));
@@ -1464,6 +1637,8 @@ void ws_server_free(struct ws_server *srv)
         wss_hello_free(&a->hello);
         free(a);
     }
+    if (srv->listen_counted && srv->d->fds_in_use > 0)
+        srv->d->fds_in_use--;
     for (size_t i = 0; i < srv->n_keys; i++)
         wstan_key_clear(&srv->keys[i].k);
     free(srv->keys);

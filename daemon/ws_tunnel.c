@@ -6,6 +6,7 @@
 #include "crypto_stream.h"
 #include "error.h"
 #include "log.h"
+#include "ws_lws.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -154,6 +155,19 @@ static void ws_tun_queue_free(struct ws_tun *t)
 
 /* ---- closing ----------------------------------------------------------- */
 
+/* A peer that does not answer our close frame is dropped after a short
+ * grace, not lws's 5 s (a drain waits for it). */
+static void ws_tun_on_close_grace(uv_timer_t *h)
+{
+    struct ws_tun *t = h->data;
+    if (!t->wsi)
+        return;
+    LOG_DEBUG("ws", "%s: no answer to the close in %d ms: dropping the connection", t->label,
+              WS_LWS_CLOSE_GRACE_MS);
+    lws_set_timeout(t->wsi, PENDING_TIMEOUT_CLOSE_ACK, LWS_TO_KILL_ASYNC);
+    lws_callback_on_writable(t->wsi);
+}
+
 void ws_tun_close(struct ws_tun *t, int code, const char *why)
 {
     if (t->closing)
@@ -165,8 +179,18 @@ void ws_tun_close(struct ws_tun *t, int code, const char *why)
         return;
     LOG_DEBUG("ws", "%s: closing (%d %s)", t->label, code, why ? why : "");
     lws_close_reason(t->wsi, (enum lws_close_status)code, NULL, 0);
-    /* lws closes from a callback that returns -1: the next writeable one. */
+    /* lws 4.1 takes -1 from a WRITEABLE callback (and most of its own
+     * timeouts) for a dead socket and drops it without a close frame.  An
+     * expired keep-alive timeout is the one close it does in good order:
+     * the close frame with our code, then the peer's answer (or lws's close
+     * timeout).  It runs from lws's own timer, never inside this call, so
+     * this is safe from any callback.  A RECEIVE callback that sees
+     * t->closing returns -1, which lws also handles in good order. */
+    lws_set_timeout(t->wsi, PENDING_TIMEOUT_HTTP_KEEPALIVE_IDLE, LWS_TO_KILL_ASYNC);
+    /* lws looks at its timers after it has serviced something: give it
+     * something (the WRITEABLE callback does nothing while closing). */
     lws_callback_on_writable(t->wsi);
+    uv_timer_start(&t->timer, ws_tun_on_close_grace, WS_LWS_CLOSE_GRACE_MS, 0);
 }
 
 void ws_tun_close_after_queue(struct ws_tun *t, int code, const char *why)
@@ -492,8 +516,10 @@ int ws_tun_on_writable(struct ws_tun *t)
     bool above;
     int n;
 
-    if (t->closing || !t->wsi)
+    if (!t->wsi)
         return -1;
+    if (t->closing)
+        return 0; /* ws_tun_close() has the close under way */
     m = t->q_head;
     if (!m)
         return 0;
@@ -514,11 +540,8 @@ int ws_tun_on_writable(struct ws_tun *t)
         lws_callback_on_writable(t->wsi);
     else if (t->close_after)
         ws_tun_close(t, t->close_after, t->close_after_why);
-    if (above && t->q_data <= WS_TUN_SEND_CAP / 2 && t->cbs->on_drain) {
-        t->cbs->on_drain(t);
-        if (t->closing)
-            return -1;
-    }
+    if (above && t->q_data <= WS_TUN_SEND_CAP / 2 && t->cbs->on_drain)
+        t->cbs->on_drain(t); /* it may close the tunnel: that is under way too */
     return 0;
 }
 

@@ -1,5 +1,6 @@
 /* Fuzz the HTTP codec the way the proxy front-end uses it: parse a request
- * head, take its target apart, build the origin request into a bounded
+ * head (at once, and in pieces through the incremental scan), take its
+ * target apart, build the origin request into a bounded
  * buffer, and frame the body from the bytes after the head in pieces whose
  * sizes come from the input.  The same input is also tried as a response
  * head and as error-page detail text.  Invariants are checked with
@@ -136,10 +137,50 @@ static void check_body(const uint8_t *data, size_t size, const uint8_t *rest, si
     }
 }
 
+/* The same input arriving in pieces (sizes from the input) through the
+ * incremental entry point: it may say TD_EAGAIN where the parser already
+ * sees an error, but whatever else it returns is the parser's answer for
+ * that prefix, and it finds a complete head exactly when it arrives.
+ * full_rc and head_len are the parser's answer for the whole input. */
+static void check_incremental(const uint8_t *data, size_t size, int full_rc, size_t head_len)
+{
+    static struct http_request inc, cmp;
+    const char *buf = (const char *)data;
+    size_t scanned = 0, off = 0, k = 0, once = 0;
+    int rc = TD_EAGAIN;
+
+    while (off < size) {
+        size_t piece = (size_t)(data[k++ % size] % 7) + 1;
+        if (piece > size - off)
+            piece = size - off;
+        off += piece;
+        rc = http_parse_request_scan(buf, off, HTTP_DEFAULT_MAX_HEAD, &scanned, &inc);
+        CHECK(scanned <= off);
+        if (rc == TD_EAGAIN)
+            continue;
+        CHECK(rc == http_parse_request(buf, off, HTTP_DEFAULT_MAX_HEAD, &cmp));
+        if (rc == 0) {
+            CHECK(inc.head_len == cmp.head_len && off - piece < inc.head_len);
+            /* Found once, found again. */
+            CHECK(http_parse_request_scan(buf, off, HTTP_DEFAULT_MAX_HEAD, &scanned, &inc) == 0);
+            CHECK(inc.head_len == cmp.head_len);
+        }
+        break;
+    }
+    if (full_rc == 0) {
+        CHECK(rc == 0 && inc.head_len == head_len);
+        CHECK(http_head_scan(buf, size, &once) == head_len);
+    }
+    if (full_rc == TD_EAGAIN)
+        CHECK(rc == TD_EAGAIN);
+}
+
 static void check_request(const uint8_t *data, size_t size)
 {
     const char *buf = (const char *)data;
     int rc = http_parse_request(buf, size, HTTP_DEFAULT_MAX_HEAD, &req);
+
+    check_incremental(data, size, rc, rc == 0 ? req.head_len : 0);
 
     CHECK(rc == 0 || rc == TD_EAGAIN || rc == TD_EPROTO || rc == TD_ETOOBIG ||
           rc == TD_EUNSUPPORTED);

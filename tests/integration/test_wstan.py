@@ -572,14 +572,23 @@ class GuardTest(unittest.TestCase):
 
     def test_fails_closed_on_unexpected_buffer(self):
         """The test hook makes the client see a request it does not expect:
-        the open must fail with a clear line, and nothing reach the server."""
+        the open must fail with a clear line, and nothing reach the server.
+        The hook exists only in the tunneld-testhooks build."""
+        hooks = os.environ.get("TUNNELD_TESTHOOKS_BIN", "")
+        if not os.path.exists(hooks):
+            self.fail("TUNNELD_TESTHOOKS_BIN (the test-hook build of tunneld) is not set: %r"
+                      % hooks)
         g = GuardServer(K16_BYTES)
         cli = None
+        prod, h.TUNNELD_BIN = h.TUNNELD_BIN, hooks
         try:
-            cli = h.Daemon(h.make_config(
-                [{"name": "socks", "type": "socks5", "route": "ws"}],
-                tunnels=[tunnel_yaml("ws", "ws://127.0.0.1:%d/" % g.port, K16)]),
-                env={"TUNNELD_TEST_WS_CLIENT_BREAK_HANDSHAKE": "1"})
+            try:
+                cli = h.Daemon(h.make_config(
+                    [{"name": "socks", "type": "socks5", "route": "ws"}],
+                    tunnels=[tunnel_yaml("ws", "ws://127.0.0.1:%d/" % g.port, K16)]),
+                    env={"TUNNELD_TEST_WS_CLIENT_BREAK_HANDSHAKE": "1"})
+            finally:
+                h.TUNNELD_BIN = prod
             rep, s = h.socks_reply_code(cli.port("socks"), "guard.example.net", 4242)
             s.close()
             self.assertEqual(rep, 0x01, "general failure")

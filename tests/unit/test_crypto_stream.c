@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "crypto.h"
 #include "crypto_stream.h"
 #include "error.h"
 
@@ -227,6 +228,21 @@ static void test_random(void **state)
     assert_int_equal(td_random(NULL, 1), TD_EINVAL);
 }
 
+static void test_wipe(void **state)
+{
+    uint8_t buf[37];
+    (void)state;
+    memset(buf, 0xa5, sizeof(buf));
+    td_wipe(buf + 1, sizeof(buf) - 2);
+    assert_int_equal(buf[0], 0xa5);
+    assert_int_equal(buf[sizeof(buf) - 1], 0xa5);
+    for (size_t i = 1; i < sizeof(buf) - 1; i++)
+        assert_int_equal(buf[i], 0);
+    td_wipe(NULL, 10);
+    td_wipe(buf, 0);
+    assert_int_equal(buf[0], 0xa5);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -234,6 +250,7 @@ int main(void)
         cmocka_unit_test(test_ctr_skip),      cmocka_unit_test(test_sha1_hmac),
         cmocka_unit_test(test_pbkdf2),        cmocka_unit_test(test_scrypt_rfc7914),
         cmocka_unit_test(test_scrypt_params), cmocka_unit_test(test_random),
+        cmocka_unit_test(test_wipe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -221,6 +221,113 @@ static void test_request_early_reject(void **state)
                      TD_EUNSUPPORTED);
 }
 
+/* The end-of-head scan finds where the parser stops, whatever the line
+ * ends and leading empty lines, byte by byte as well as at once. */
+static void test_head_scan_matches_parser(void **state)
+{
+    static const char *const heads[] = {
+        "GET / HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n\r\n",
+        "GET / HTTP/1.1\nHost: x\n\n",
+        "GET / HTTP/1.1\r\nHost: x\n\r\n",
+        "GET / HTTP/1.1\nHost: x\r\n\n",
+        "\r\n\nGET / HTTP/1.1\r\n\r\n",
+        "\n\r\n\r\n\nCONNECT h:1 HTTP/1.0\nX: y\n\r\n",
+        "POST /p HTTP/1.1\r\nContent-Length: 4\r\n\r\n",
+    };
+    struct http_request r;
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
+        size_t len = strlen(heads[i]), scanned = 0, once = 0;
+        char buf[128];
+
+        assert_true(len + 8 < sizeof(buf));
+        memcpy(buf, heads[i], len);
+        memcpy(buf + len, "BODY\r\n\r\n", 8); /* a body that looks like a blank line */
+        assert_int_equal(http_parse_request(buf, len + 8, 0, &r), 0);
+        assert_int_equal(r.head_len, len);
+        assert_int_equal(http_head_scan(buf, len + 8, &once), len);
+        for (size_t k = 1; k <= len + 8; k++) {
+            size_t end = http_head_scan(buf, k, &scanned);
+            if (k < len && end != 0)
+                fail_msg("head %zu: an end at %zu after %zu bytes", i, end, k);
+            if (k >= len && end != len)
+                fail_msg("head %zu: end %zu after %zu bytes, want %zu", i, end, k, len);
+        }
+    }
+}
+
+static void test_head_scan_no_end(void **state)
+{
+    static const char *const open_heads[] = {
+        "",
+        "\r\n\r\n\n\r\n", /* only leading empty lines */
+        "GET / HTTP/1.1\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\n\r",
+        "GET / HTTP/1.1\r\n\r\r\n", /* "\r\r" is not an empty line */
+        "GET / HTTP/1.1\r\nX: \r\n \r\n",
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(open_heads) / sizeof(open_heads[0]); i++) {
+        size_t scanned = 0, len = strlen(open_heads[i]);
+        assert_int_equal(http_head_scan(open_heads[i], len, &scanned), 0);
+        assert_int_equal(scanned, len);
+    }
+}
+
+static void test_parse_request_scan(void **state)
+{
+    static const char head[] = "GET http://h/ HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\r\nrest";
+    const size_t hlen = sizeof(head) - 1 - 4;
+    const char tls[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
+    char big[300];
+    struct http_request r;
+    size_t scanned = 0, n;
+    (void)state;
+
+    /* Byte by byte: TD_EAGAIN until the blank line, then the parse. */
+    for (size_t k = 0; k < hlen; k++)
+        assert_int_equal(http_parse_request_scan(head, k, 0, &scanned, &r), TD_EAGAIN);
+    assert_int_equal(http_parse_request_scan(head, hlen, 0, &scanned, &r), 0);
+    assert_int_equal(r.head_len, hlen);
+    assert_slice(r.target, "http://h/");
+    assert_int_equal(http_parse_request_scan(head, sizeof(head) - 1, 0, &scanned, &r), 0);
+    assert_int_equal(r.head_len, hlen);
+
+    /* What cannot begin a request is refused at once. */
+    scanned = 0;
+    assert_int_equal(http_parse_request_scan(tls, sizeof(tls) - 1, 0, &scanned, &r), TD_EPROTO);
+    scanned = 0;
+    assert_int_equal(http_parse_request_scan("GET", 3, 0, &scanned, &r), TD_EAGAIN);
+    assert_int_equal(http_parse_request_scan("GE(", 3, 0, &scanned, &r), TD_EPROTO);
+
+    /* Later errors wait for the end of the head (or its limit). */
+    n = (size_t)snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nGood: %070d\r\nBad Header: x\r\n", 0);
+    memset(big + n, 'a', sizeof(big) - n);
+    scanned = 0;
+    for (size_t k = 1; k <= n + 20; k++)
+        assert_int_equal(http_parse_request_scan(big, k, 200, &scanned, &r), TD_EAGAIN);
+    assert_int_equal(http_parse_request_scan(big, 200, 200, &scanned, &r), TD_EAGAIN);
+    assert_int_equal(http_parse_request_scan(big, 201, 200, &scanned, &r), TD_EPROTO);
+    memcpy(big + n, "\r\n", 2);
+    scanned = 0;
+    assert_int_equal(http_parse_request_scan(big, 100, 200, &scanned, &r), TD_EAGAIN);
+    assert_int_equal(http_parse_request_scan(big, n + 2, 200, &scanned, &r), TD_EPROTO);
+    /* A head that never ends is too big once it passes the limit. */
+    memset(big, 'a', sizeof(big));
+    memcpy(big, "GET / HTTP/1.1\r\nGood: x", 24);
+    scanned = 0;
+    assert_int_equal(http_parse_request_scan(big, 100, 200, &scanned, &r), TD_EAGAIN);
+    assert_int_equal(http_parse_request_scan(big, 200, 200, &scanned, &r), TD_EAGAIN);
+    assert_int_equal(http_parse_request_scan(big, 201, 200, &scanned, &r), TD_ETOOBIG);
+
+    /* Bad arguments. */
+    scanned = 5;
+    assert_int_equal(http_parse_request_scan("GET", 3, 0, &scanned, &r), TD_EINVAL);
+    assert_int_equal(http_parse_request_scan("GET", 3, 0, NULL, &r), TD_EINVAL);
+}
+
 static void test_header_ws_before_colon(void **state)
 {
     struct http_request r;
@@ -1096,6 +1203,9 @@ int main(void)
         cmocka_unit_test(test_request_versions),
         cmocka_unit_test(test_request_invalid_lines),
         cmocka_unit_test(test_request_early_reject),
+        cmocka_unit_test(test_head_scan_matches_parser),
+        cmocka_unit_test(test_head_scan_no_end),
+        cmocka_unit_test(test_parse_request_scan),
         cmocka_unit_test(test_header_ws_before_colon),
         cmocka_unit_test(test_obs_fold),
         cmocka_unit_test(test_oversize_head),
