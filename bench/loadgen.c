@@ -41,9 +41,9 @@
 #include <sys/resource.h>
 
 #define MAX_STEPS 16
-#define MAX_PIDS 16
-#define HEAD_MAX 8192
-#define READ_BUF (64 * 1024)
+#define MAX_PIDS  16
+#define HEAD_MAX  8192
+#define READ_BUF  (64 * 1024)
 
 /* ------------------------------------------------------------------------ */
 /* Options */
@@ -79,13 +79,12 @@ __attribute__((noreturn, format(printf, 1, 2))) static void die(const char *fmt,
 
 __attribute__((noreturn)) static void usage(void)
 {
-    fprintf(stderr,
-            "usage: loadgen rps  --socks A:P --target A:P [--path P] [--concurrency N]\n"
-            "                    [--duration S] [--warmup S] [--timeout S]\n"
-            "       loadgen hold --socks A:P --target A:P [--steps N,N] [--parallel N]\n"
-            "                    [--settle S] [--timeout S] [--pids P,P] [--max-errors N]\n"
-            "                    [--step-time S] [--max-time S]\n"
-            "       loadgen echo --listen A:P [--max-conns N] [--max-time S]\n");
+    fprintf(stderr, "usage: loadgen rps  --socks A:P --target A:P [--path P] [--concurrency N]\n"
+                    "                    [--duration S] [--warmup S] [--timeout S]\n"
+                    "       loadgen hold --socks A:P --target A:P [--steps N,N] [--parallel N]\n"
+                    "                    [--settle S] [--timeout S] [--pids P,P] [--max-errors N]\n"
+                    "                    [--step-time S] [--max-time S]\n"
+                    "       loadgen echo --listen A:P [--max-conns N] [--max-time S]\n");
     exit(2);
 }
 
@@ -243,9 +242,19 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 /* ------------------------------------------------------------------------ */
 /* Error kinds */
 
-enum err_kind { E_CONNECT, E_SOCKS, E_HTTP, E_TIMEOUT, E_EOF, E_RESET, E_WRITE, E_ABORTED, E_COUNT };
-static const char *const err_names[E_COUNT] = {"connect", "socks", "http", "timeout", "eof", "reset", "write",
-                                               "not_attempted"};
+enum err_kind {
+    E_CONNECT,
+    E_SOCKS,
+    E_HTTP,
+    E_TIMEOUT,
+    E_EOF,
+    E_RESET,
+    E_WRITE,
+    E_ABORTED,
+    E_COUNT
+};
+static const char *const err_names[E_COUNT] = {"connect", "socks", "http",  "timeout",
+                                               "eof",     "reset", "write", "not_attempted"};
 
 static void print_errors(const uint64_t *errs)
 {
@@ -268,10 +277,10 @@ static uint64_t sum_errors(const uint64_t *errs)
  * (about 3% resolution), up to far beyond any timeout. */
 
 #define H_SUB_BITS 5
-#define H_SUB (1u << H_SUB_BITS)
-#define H_LINEAR (2u * H_SUB)
-#define H_GROUPS 40u
-#define H_BUCKETS (H_LINEAR + H_GROUPS * H_SUB)
+#define H_SUB      (1u << H_SUB_BITS)
+#define H_LINEAR   (2u * H_SUB)
+#define H_GROUPS   40u
+#define H_BUCKETS  (H_LINEAR + H_GROUPS * H_SUB)
 
 static uint64_t hist[H_BUCKETS];
 static uint64_t hist_n, hist_max_us;
@@ -374,10 +383,18 @@ static int socks_rx_feed(struct socks_rx *rx, const uint8_t *p, size_t n, size_t
         }
         if (rx->need == 0 && rx->got == 5) {
             switch (rx->hdr[3]) {
-            case 1: rx->need = 4 + 4 + 2; break;
-            case 4: rx->need = 4 + 16 + 2; break;
-            case 3: rx->need = (uint16_t)(4 + 1 + rx->hdr[4] + 2); break;
-            default: *used = i; return -1;
+            case 1:
+                rx->need = 4 + 4 + 2;
+                break;
+            case 4:
+                rx->need = 4 + 16 + 2;
+                break;
+            case 3:
+                rx->need = (uint16_t)(4 + 1 + rx->hdr[4] + 2);
+                break;
+            default:
+                *used = i;
+                return -1;
             }
         }
         if (rx->need && rx->got >= rx->need) {
@@ -718,8 +735,9 @@ static int run_rps(void)
     printf("{\"mode\":\"rps\",\"concurrency\":%d,\"warmup_s\":%.3f,\"duration_s\":%.3f,"
            "\"requests\":%" PRIu64 ",\"rps\":%.1f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,"
            "\"max_ms\":%.3f,\"bytes\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"errors_by_kind\":",
-           o.concurrency, o.warmup, window, R.ok, (double)R.ok / window, hist_pct_ms(0.50), hist_pct_ms(0.90),
-           hist_pct_ms(0.99), (double)hist_max_us / 1000.0, R.bytes, sum_errors(R.errs));
+           o.concurrency, o.warmup, window, R.ok, (double)R.ok / window, hist_pct_ms(0.50),
+           hist_pct_ms(0.90), hist_pct_ms(0.99), (double)hist_max_us / 1000.0, R.bytes,
+           sum_errors(R.errs));
     print_errors(R.errs);
     printf(",\"errors_warmup\":%" PRIu64 "}\n", R.errs_warmup);
     free(R.w);
@@ -751,8 +769,8 @@ struct step_result {
 
 static struct {
     struct hconn *c;
-    int total;          /* last step's count: size of c[] */
-    int step;           /* current step index */
+    int total; /* last step's count: size of c[] */
+    int step;  /* current step index */
     int launched, inflight, held, dropped, errors_total;
     int stop_launching, finished, timed_out, interrupted, settling;
     uint64_t errs[E_COUNT];
@@ -1045,7 +1063,8 @@ static void h_finish(void)
     printf("{\"mode\":\"hold\",\"pids\":[");
     for (int i = 0; i < o.npids; i++)
         printf("%s%d", i ? "," : "", o.pids[i]);
-    printf("],\"nofile\":%ld,\"rss_before_kib\":%ld,\"rss_before_by_pid\":[", nofile_limit(), H.rss_before);
+    printf("],\"nofile\":%ld,\"rss_before_kib\":%ld,\"rss_before_by_pid\":[", nofile_limit(),
+           H.rss_before);
     for (int i = 0; i < o.npids; i++)
         printf("%s%ld", i ? "," : "", H.rss_before_by_pid[i]);
     printf("],\"steps\":[");
@@ -1056,8 +1075,8 @@ static void h_finish(void)
                          : -1;
         printf("%s{\"target\":%d,\"held\":%d,\"errors\":%d,\"dropped\":%d,\"not_attempted\":%d,"
                "\"rss_kib\":%ld,\"per_conn_kib\":%.3f,\"establish_s\":%.3f,\"rss_by_pid\":[",
-               s ? "," : "", sr->target, sr->held, sr->errors, sr->dropped, sr->not_attempted, sr->rss_kib, per,
-               sr->establish_s);
+               s ? "," : "", sr->target, sr->held, sr->errors, sr->dropped, sr->not_attempted,
+               sr->rss_kib, per, sr->establish_s);
         for (int i = 0; i < o.npids; i++)
             printf("%s%ld", i ? "," : "", sr->rss_by_pid[i]);
         printf("]}");
@@ -1266,7 +1285,8 @@ static int run_echo(void)
     printf("{\"mode\":\"echo\",\"port\":%d,\"nofile\":%ld}\n", ntohs(sa.sin_port), nofile_limit());
     fflush(stdout);
     uv_run(loop, UV_RUN_DEFAULT);
-    fprintf(stderr, "loadgen echo: accepted %" PRIu64 ", refused %" PRIu64 "\n", E.accepted, E.refused);
+    fprintf(stderr, "loadgen echo: accepted %" PRIu64 ", refused %" PRIu64 "\n", E.accepted,
+            E.refused);
     free(E.c);
     return 0;
 }

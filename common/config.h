@@ -162,7 +162,7 @@ struct td_config {
     unsigned refs;
     uint64_t generation; /* set by the daemon when it swaps configs in */
     char *path;          /* the file it was loaded from */
-    char *dir;  /* its directory, for relative paths */
+    char *dir;           /* its directory, for relative paths */
     int version;
     struct cfg_log log;
     struct cfg_control control;
