@@ -26,6 +26,7 @@
 #include "log.h"
 #include "netutil.h"
 #include "queue.h"
+#include "resolve.h"
 #include "ws_lws.h"
 #include "ws_sock.h"
 #include "ws_tunnel.h"
@@ -96,8 +97,7 @@ struct wss_udp {
     uv_udp_t udp;
     struct wstan_addr dst;
     bool ready, closing;
-    uv_getaddrinfo_t gai;
-    bool resolving;
+    struct td_resolve *rs; /* the destination name's lookup in progress */
     uint8_t *q[WSS_UDP_QUEUE];
     size_t qlen[WSS_UDP_QUEUE];
     int nq;
@@ -390,8 +390,8 @@ static void wss_udp_close_all(struct wss_sess *s)
         s->udp = u->next;
         s->n_udp--;
         u->closing = true;
-        if (u->resolving)
-            uv_cancel((uv_req_t *)&u->gai);
+        td_resolve_cancel(u->rs);
+        u->rs = NULL;
         uv_udp_recv_stop(&u->udp);
         uv_close((uv_handle_t *)&u->udp, wss_udp_on_closed);
     }
@@ -648,58 +648,56 @@ static void wss_udp_send_now(struct wss_udp *u, const uint8_t *p, size_t len)
     (void)uv_udp_try_send(&u->udp, &b, 1, NULL);
 }
 
-static int wss_udp_open(struct wss_udp *u, const struct sockaddr *sa)
+/* Connect the flow's socket to its destination; until then (or when the
+ * rules refuse it) the flow drops what it is given. */
+static int wss_udp_connect(struct wss_udp *u, const struct sockaddr *sa)
 {
-    int r = uv_udp_init(u->s->srv->d->loop, &u->udp);
-    if (r != 0)
-        return r;
-    u->udp.data = u;
-    u->s->refs++;
-    u->s->srv->d->fds_in_use++;
+    int r;
+
     if (!td_sockaddr_allowed(&u->s->srv->cfg->rules, sa)) {
         char shown[80];
         /* The flow stays, dropping its datagrams, until the tunnel resets. */
         LOG_INFO("ws", "%s: UDP destination %s refused by the server's rules", u->s->label,
                  td_sockaddr_str(sa, shown, sizeof(shown)));
-        return TD_EACCES;
+        r = TD_EACCES;
+        goto out;
     }
     r = uv_udp_connect(&u->udp, sa);
     if (r == 0)
         r = uv_udp_recv_start(&u->udp, wss_udp_alloc, wss_udp_on_recv);
-    if (r != 0)
-        return r;
-    u->ready = true;
-    for (int i = 0; i < u->nq; i++) {
-        wss_udp_send_now(u, u->q[i], u->qlen[i]);
-        free(u->q[i]);
+    if (r == 0) {
+        u->ready = true;
+        for (int i = 0; i < u->nq; i++)
+            wss_udp_send_now(u, u->q[i], u->qlen[i]);
     }
+out:
+    for (int i = 0; i < u->nq; i++)
+        free(u->q[i]);
     u->nq = 0;
-    return 0;
+    return r;
 }
 
-static void wss_udp_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *ai)
+static void wss_udp_on_resolved(void *arg, int status, const struct sockaddr_storage *addrs,
+                                size_t n)
 {
-    struct wss_udp *u = req->data;
-    u->resolving = false;
-    if (u->closing || status != 0 || !ai) {
-        if (ai)
-            uv_freeaddrinfo(ai);
-        if (!u->closing)
-            LOG_DEBUG("ws", "%s: UDP %s does not resolve", u->s->label, u->dst.host);
-        if (!u->closing) {
-            /* Keep the flow entry (it drops datagrams) until the tunnel
-             * resets; a handle is needed for the close path. */
-            if (uv_udp_init(u->s->srv->d->loop, &u->udp) == 0) {
-                u->udp.data = u;
-                u->s->refs++;
-                u->s->srv->d->fds_in_use++;
-            }
-        }
+    struct wss_udp *u = arg;
+    struct sockaddr_storage to;
+
+    u->rs = NULL;
+    if (status != 0 || n == 0) {
+        LOG_DEBUG("ws", "%s: UDP %s does not resolve", u->s->label, u->dst.host);
+        for (int i = 0; i < u->nq; i++)
+            free(u->q[i]);
+        u->nq = 0;
         return;
     }
-    if (wss_udp_open(u, ai->ai_addr) != 0)
+    to = addrs[0];
+    if (to.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&to)->sin6_port = htons(u->dst.port);
+    else
+        ((struct sockaddr_in *)&to)->sin_port = htons(u->dst.port);
+    if (wss_udp_connect(u, (struct sockaddr *)&to) != 0)
         LOG_DEBUG("ws", "%s: UDP socket for %s failed", u->s->label, u->dst.host);
-    uv_freeaddrinfo(ai);
 }
 
 static bool wss_addr_eq(const struct wstan_addr *a, const struct wstan_addr *b)
@@ -721,15 +719,20 @@ static void wss_dgm(struct wss_sess *s, const struct wstan_addr *a, const uint8_
             break;
     if (!u) {
         struct sockaddr_storage ss;
-        char port[8];
-        struct addrinfo hints;
         if (s->n_udp >= WSS_MAX_UDP || !daemon_fds_available(s->srv->d, 1))
             return;
         u = calloc(1, sizeof(*u));
         if (!u)
             return;
+        if (uv_udp_init(s->srv->d->loop, &u->udp) != 0) {
+            free(u);
+            return;
+        }
         u->s = s;
         u->dst = *a;
+        u->udp.data = u;
+        s->refs++;
+        s->srv->d->fds_in_use++;
         u->next = s->udp;
         s->udp = u;
         s->n_udp++;
@@ -746,25 +749,15 @@ static void wss_dgm(struct wss_sess *s, const struct wstan_addr *a, const uint8_
             s6->sin6_port = htons(a->port);
         }
         if (a->atyp != WSTAN_ATYP_DOMAIN) {
-            if (wss_udp_open(u, (struct sockaddr *)&ss) != 0)
+            if (wss_udp_connect(u, (struct sockaddr *)&ss) != 0)
                 LOG_DEBUG("ws", "%s: UDP socket failed", s->label);
         } else {
-            memset(&hints, 0, sizeof(hints));
-            hints.ai_socktype = SOCK_DGRAM;
-            snprintf(port, sizeof(port), "%u", a->port);
-            u->gai.data = u;
-            u->resolving = uv_getaddrinfo(s->srv->d->loop, &u->gai, wss_udp_on_resolved, a->host,
-                                          port, &hints) == 0;
-            if (!u->resolving && uv_udp_init(s->srv->d->loop, &u->udp) == 0) {
-                u->udp.data = u;
-                s->refs++;
-                s->srv->d->fds_in_use++;
-            }
+            u->rs = td_resolve_start(s->srv->d, a->host, SOCK_DGRAM, wss_udp_on_resolved, u);
         }
     }
     if (u->ready) {
         wss_udp_send_now(u, p, len);
-    } else if (u->resolving && u->nq < WSS_UDP_QUEUE) {
+    } else if (u->rs && u->nq < WSS_UDP_QUEUE) {
         u->q[u->nq] = malloc(len ? len : 1);
         if (u->q[u->nq]) {
             memcpy(u->q[u->nq], p, len);

@@ -158,6 +158,10 @@ class ServerRulesTest(unittest.TestCase):
                 self.assertEqual(socks_udp(self, port, "127.0.0.1", self.echo.port, b"hi-" +
                                            proto.encode(), expect_reply=True), b"hi-" +
                                  proto.encode())
+                # A name is resolved by the server, then checked: allowed here.
+                self.assertEqual(socks_udp(self, port, "localhost", self.echo.port, b"name-" +
+                                           proto.encode(), expect_reply=True), b"name-" +
+                                 proto.encode())
                 # The client's listener denies 127.0.0.2: dropped before the tunnel.
                 before = len(self.echo2.received)
                 self.assertIsNone(socks_udp(self, port, "127.0.0.2", self.echo2.port, b"no",
