@@ -2,8 +2,8 @@
  * print every error, one "file:line:col: key: reason" line each. */
 #include "subcommands.h"
 
-#include "config.h"
-#include "error.h"
+#include "config/config.h"
+#include "util/error.h"
 
 #include <stdio.h>
 #include <string.h>

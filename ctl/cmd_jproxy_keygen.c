@@ -8,9 +8,9 @@
  * so it never replaces another user's file. */
 #include "subcommands.h"
 
-#include "error.h"
-#include "fs.h"
-#include "jproxy_keys.h"
+#include "util/error.h"
+#include "util/fs.h"
+#include "proto/jproxy_keys.h"
 
 #include <stdbool.h>
 #include <stdio.h>

@@ -1,9 +1,9 @@
 /* POSIX front end: arguments, signals, then daemon_run(). */
-#include "daemon.h"
+#include "core/daemon.h"
 
-#include "config.h"
-#include "error.h"
-#include "log.h"
+#include "config/config.h"
+#include "util/error.h"
+#include "util/log.h"
 
 #include <signal.h>
 #include <stdio.h>

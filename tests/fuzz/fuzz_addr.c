@@ -1,8 +1,8 @@
 /* Address, CIDR, duration, size and base64 parsers: no crash, no
  * out-of-bounds read, and what parses must survive a format/parse round
  * trip unchanged. */
-#include "addr.h"
-#include "base64.h"
+#include "util/addr.h"
+#include "util/base64.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -5,8 +5,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "ctlmsg.h"
-#include "error.h"
+#include "proto/ctlmsg.h"
+#include "util/error.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -9,8 +9,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "error.h"
-#include "http.h"
+#include "util/error.h"
+#include "proto/http.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

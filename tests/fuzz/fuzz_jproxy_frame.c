@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
-#include "jproxy.h"
+#include "util/error.h"
+#include "proto/jproxy.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

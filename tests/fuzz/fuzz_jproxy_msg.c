@@ -10,9 +10,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "error.h"
-#include "jproxy.h"
-#include "jproxy_keys.h"
+#include "util/error.h"
+#include "proto/jproxy.h"
+#include "proto/jproxy_keys.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

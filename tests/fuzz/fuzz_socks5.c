@@ -6,8 +6,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "error.h"
-#include "socks5.h"
+#include "util/error.h"
+#include "proto/socks5.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -4,8 +4,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "error.h"
-#include "state.h"
+#include "util/error.h"
+#include "config/state.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -21,9 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypto_stream.h"
-#include "error.h"
-#include "wstan.h"
+#include "crypto/crypto_stream.h"
+#include "util/error.h"
+#include "proto/wstan.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

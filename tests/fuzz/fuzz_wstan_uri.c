@@ -15,10 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base64.h"
-#include "crypto_stream.h"
-#include "error.h"
-#include "wstan.h"
+#include "util/base64.h"
+#include "crypto/crypto_stream.h"
+#include "util/error.h"
+#include "proto/wstan.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -7,8 +7,8 @@
 
 #include <cmocka.h>
 
-#include "addr.h"
-#include "error.h"
+#include "util/addr.h"
+#include "util/error.h"
 
 static int parse(const char *s, bool port0, struct td_hostport *hp, const char **why)
 {

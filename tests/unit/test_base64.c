@@ -8,8 +8,8 @@
 
 #include <cmocka.h>
 
-#include "base64.h"
-#include "error.h"
+#include "util/base64.h"
+#include "util/error.h"
 
 struct vec {
     const char *plain;

@@ -11,9 +11,9 @@
 
 #include <cmocka.h>
 
-#include "config.h"
-#include "error.h"
-#include "log.h"
+#include "config/config.h"
+#include "util/error.h"
+#include "util/log.h"
 
 /* version + one valid listener: lines 1-5.  Tests append from line 6. */
 #define BASE                                                                                       \

@@ -10,9 +10,9 @@
 
 #include <cmocka.h>
 
-#include "crypto.h"
-#include "crypto_stream.h"
-#include "error.h"
+#include "crypto/crypto.h"
+#include "crypto/crypto_stream.h"
+#include "util/error.h"
 
 static size_t unhex(const char *hex, uint8_t *out, size_t cap)
 {

@@ -9,8 +9,8 @@
 
 #include <cmocka.h>
 
-#include "ctlmsg.h"
-#include "error.h"
+#include "proto/ctlmsg.h"
+#include "util/error.h"
 
 static void test_frame(void **state)
 {

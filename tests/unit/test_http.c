@@ -10,8 +10,8 @@
 
 #include <cmocka.h>
 
-#include "error.h"
-#include "http.h"
+#include "util/error.h"
+#include "proto/http.h"
 
 static struct http_slice S(const char *s) {
     struct http_slice sl = {s, strlen(s)};

@@ -14,12 +14,12 @@
 
 #include <cmocka.h>
 
-#include "base64.h"
-#include "crypto_pk.h"
-#include "error.h"
-#include "fs.h"
-#include "jproxy.h"
-#include "jproxy_keys.h"
+#include "util/base64.h"
+#include "crypto/crypto_pk.h"
+#include "util/error.h"
+#include "util/fs.h"
+#include "proto/jproxy.h"
+#include "proto/jproxy_keys.h"
 
 /* ---- helpers ----------------------------------------------------------------- */
 

@@ -8,8 +8,8 @@
 
 #include <cmocka.h>
 
-#include "error.h"
-#include "socks5.h"
+#include "util/error.h"
+#include "proto/socks5.h"
 
 /* Every proper prefix of a valid message must give TD_EAGAIN and leave
  * *used alone; the whole message must parse and use exactly its length,

@@ -14,9 +14,9 @@
 
 #include <cmocka.h>
 
-#include "error.h"
-#include "fs.h"
-#include "state.h"
+#include "util/error.h"
+#include "util/fs.h"
+#include "config/state.h"
 
 #define K1 "AAECAwQFBgcICQoLDA0ODw=="
 #define K2 "EBESExQVFhcYGRobHB0eHw=="

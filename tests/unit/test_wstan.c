@@ -12,9 +12,9 @@
 
 #include <cmocka.h>
 
-#include "crypto_stream.h"
-#include "error.h"
-#include "wstan.h"
+#include "crypto/crypto_stream.h"
+#include "util/error.h"
+#include "proto/wstan.h"
 
 #define TS0 1700000000.5
 

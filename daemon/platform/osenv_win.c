@@ -1,0 +1,11 @@
+/* Environment variables for the libraries we configure that way (libuv's
+ * thread pool size). */
+#include "core/daemon.h"
+
+#include <stdlib.h>
+
+void osenv_set_default(const char *name, const char *value)
+{
+    if (!getenv(name))
+        _putenv_s(name, value);
+}

@@ -1,0 +1,12 @@
+/* On Windows the service account chosen at install time is the identity;
+ * there is nothing to switch to at run time. */
+#include "core/daemon.h"
+
+#include "util/log.h"
+
+int privdrop(const char *user)
+{
+    if (user)
+        LOG_WARN("main", "'user: %s' is ignored on Windows: the service account decides", user);
+    return 0;
+}
