@@ -1,5 +1,6 @@
 /* POSIX front end: arguments, signals, then daemon_run(). */
 #include "core/daemon.h"
+#include "kinds.h"
 
 #include "config/config.h"
 #include "util/error.h"
@@ -90,7 +91,7 @@ static int check_config(const char *path)
 
 int main(int argc, char **argv)
 {
-    struct daemon_opts opts = {DEFAULT_CONFIG, -1, posix_start, posix_stop};
+    struct daemon_opts opts = {DEFAULT_CONFIG, -1, &td_builtin_kinds, posix_start, posix_stop};
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];

@@ -1,3 +1,7 @@
+/* common/config/: the operator's configuration (this file: the model and
+ * its strict YAML loader with file:line:col errors) and the state tunnelctl
+ * manages beside it (state.h: users, keys and rotations in state_dir). */
+
 /* The config model (schema version 1) and its YAML loader.
  *
  * The loader parses into a fresh struct td_config, validates all of it and
@@ -60,6 +64,7 @@ enum cfg_protocol {
     CFG_PROTO_WSTAN = 0,
     CFG_PROTO_JPROXY,
 };
+#define CFG_PROTO_COUNT 2
 
 enum cfg_nonce_mode {
     CFG_NONCE_DEFAULT = 0,

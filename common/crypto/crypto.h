@@ -1,3 +1,9 @@
+/* common/crypto/: every cipher, MAC, hash, key and random byte the project
+ * uses, behind our own API: constant-time comparison, wiping and SHA-256
+ * (this file), AES-CTR streams, HMAC-SHA1, scrypt and randomness
+ * (crypto_stream.h), AES-ECB and RSA keys (crypto_pk.h).  Only this folder
+ * talks to the crypto library, so the backend can change in one place. */
+
 /* Crypto wrappers.  Every cipher, MAC and hash the project uses goes through
  * here, so that the backend (mbedTLS today) stays in one place. */
 #ifndef TD_CRYPTO_H_

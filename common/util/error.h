@@ -1,3 +1,10 @@
+/* common/util/: what everything else in libtunnel_common stands on: the one
+ * error table (this file), logging with untrusted-text cleaning (log.h),
+ * base64 (base64.h), address, duration and size syntax (addr.h), and the
+ * small file helpers with their per-platform halves (fs.h, fs_posix.c,
+ * fs_win.c: bounded reads, 0600 atomic writes, the writers' lock).  It
+ * depends on nothing else of ours. */
+
 /* One error table for the whole project.
  *
  * Functions return 0 (or a non-negative count) on success and a negative

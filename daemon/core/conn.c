@@ -8,6 +8,7 @@
 #include "util/error.h"
 #include "util/log.h"
 #include "core/netutil.h"
+#include "proto/http.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -85,7 +86,9 @@ static void conn_free(struct conn *c)
     d->n_conns--;
     d->stat_closed++;
     conn_hs_free(c);
-    free(c->resp);
+    if (c->fe && c->fe->free_data)
+        c->fe->free_data(c);
+    cfg_free(c->cfg_owner);
     free(c);
     daemon_conn_gone(d);
 }
@@ -123,8 +126,8 @@ static void conn_log_summary(struct conn *c)
     LOG_INFO("conn",
              "#%llu closed listener=%s client=%s target=%s route=%s up=%llu down=%llu "
              "duration=%llu.%03llus end=%s",
-             (unsigned long long)c->id, c->l->cfg->name, c->client_str,
-             c->target_str[0] ? c->target_str : "-", c->l->cfg->route,
+             (unsigned long long)c->id, c->lcfg->name, c->client_str,
+             c->target_str[0] ? c->target_str : "-", c->lcfg->route,
              (unsigned long long)c->bytes_up, (unsigned long long)c->bytes_down,
              (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000), c->end_reason);
 }
@@ -217,10 +220,9 @@ static void conn_maybe_finish(struct conn *c)
     if (c->state != CONN_RELAY)
         return;
     /* A direction is done when its source sent EOF and the FIN reached the
-     * other side; in HTTP absolute-URI mode the upload is done when the one
-     * request has been forwarded. */
-    up_done = (c->side[SIDE_CLIENT].eof && c->side[SIDE_TARGET].shut_done) ||
-              (c->http_abs && c->http_body_done);
+     * other side, or (the upload) when the front-end ended it: an HTTP
+     * proxy forwards one request. */
+    up_done = (c->side[SIDE_CLIENT].eof && c->side[SIDE_TARGET].shut_done) || c->up_done;
     down_done = c->side[SIDE_TARGET].eof && c->side[SIDE_CLIENT].shut_done;
     if (up_done && down_done)
         conn_close(c, END_DONE);
@@ -371,7 +373,7 @@ static void side_resume(struct conn *c, int s)
     sd->paused = false;
     if (sd->reading || sd->eof || c->state != CONN_RELAY)
         return;
-    if (s == SIDE_CLIENT && c->http_abs && c->http_body_done)
+    if (s == SIDE_CLIENT && c->up_done)
         return;
     if (s == SIDE_TARGET && c->tops) {
         sd->reading = true;
@@ -434,117 +436,47 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     conn_maybe_finish(c);
 }
 
-/* The HTTP absolute-URI response head is rewritten (hop-by-hop headers out,
- * Connection: close in) before the body is relayed untouched. */
-static int http_filter_response(struct conn *c, const uint8_t *p, size_t n)
+void conn_upload_done(struct conn *c)
 {
-    size_t max = HTTP_DEFAULT_MAX_HEAD;
-    struct http_response resp;
-    char *grown;
-    int r;
+    struct conn_side *cl = &c->side[SIDE_CLIENT];
 
-    if (c->resp_len + n > max + 1)
-        n = max + 1 - c->resp_len;
-    grown = realloc(c->resp, c->resp_len + n);
-    if (!grown)
-        return TD_ENOMEM;
-    c->resp = grown;
-    memcpy(c->resp + c->resp_len, p, n);
-    c->resp_len += n;
-
-    for (;;) {
-        char *out;
-        size_t rest;
-        r = http_parse_response(c->resp, c->resp_len, max, &resp);
-        if (r == TD_EAGAIN)
-            return 0;
-        if (r < 0)
-            return r;
-        out = malloc(resp.head_len + 2 * resp.n_headers + 64);
-        if (!out)
-            return TD_ENOMEM;
-        r = http_build_client_response(&resp, out, resp.head_len + 2 * resp.n_headers + 64);
-        if (r < 0) {
-            free(out);
-            return r;
-        }
-        r = conn_write_copy(c, SIDE_CLIENT, out, (size_t)r);
-        free(out);
-        if (r < 0 || c->state == CONN_CLOSING)
-            return TD_ECANCELED;
-        rest = c->resp_len - resp.head_len;
-        memmove(c->resp, c->resp + resp.head_len, rest);
-        c->resp_len = rest;
-        /* 1xx heads are interim: the final head follows and is rewritten too. */
-        if (resp.status >= 100 && resp.status < 200 && resp.status != 101)
-            continue;
-        c->resp_head_pending = false;
-        if (rest > 0 && conn_write_copy(c, SIDE_CLIENT, c->resp, rest) < 0)
-            return TD_ECANCELED;
-        free(c->resp);
-        c->resp = NULL;
-        c->resp_len = 0;
-        return 0;
+    c->up_done = true;
+    if (cl->reading) {
+        cl->reading = false;
+        if (cl->tcp)
+            uv_read_stop((uv_stream_t *)cl->tcp);
     }
+    cl->paused = false; /* stopped for good, not paused */
 }
 
 /* Bytes that arrived from side s (nread > 0) in chunk ch, which is consumed. */
 static void relay_in(struct conn *c, int s, struct td_chunk *ch, size_t nread)
 {
+    size_t off = 0, len = nread;
+
     conn_touch(c);
-    if (s == SIDE_TARGET && c->resp_head_pending) {
+    if (c->fe_filter & (1u << s)) {
         int r;
-        c->bytes_down += (uint64_t)nread;
-        r = http_filter_response(c, ch->data, nread);
-        chunk_put(ch);
-        if (r == TD_ECANCELED || c->state == CONN_CLOSING)
-            return;
-        if (r < 0) {
-            char page[1024];
-            int n = http_build_error(502, "the origin sent an invalid response", NULL, page,
-                                     sizeof(page));
-            LOG_INFO("http", "#%llu invalid response head from %s: %s", (unsigned long long)c->id,
-                     c->target_str, td_strerror(r));
-            if (n > 0)
-                conn_reply_and_close(c, page, (size_t)n, END_PROTOCOL);
-            else
-                conn_close(c, END_PROTOCOL);
-        }
-        return;
-    }
-    if (s == SIDE_CLIENT && c->http_abs) {
-        size_t used = 0;
-        int r;
-        if (c->http_body_done) {
-            chunk_put(ch);
-            return;
-        }
-        r = http_body_feed(&c->body, ch->data, nread, &used);
-        if (r < 0) {
-            chunk_put(ch);
-            LOG_INFO("http", "#%llu malformed request body from %s", (unsigned long long)c->id,
-                     c->client_str);
-            conn_close(c, END_PROTOCOL);
-            return;
-        }
-        if (r == 1) {
-            c->http_body_done = true;
-            side_pause(c, SIDE_CLIENT);
-            c->side[SIDE_CLIENT].paused = false; /* stopped for good, not paused */
-        }
-        nread = used;
-        if (nread == 0) {
+        /* What the filter swallows still counts as received. */
+        if (s == SIDE_TARGET)
+            c->bytes_down += (uint64_t)nread;
+        r = c->fe->filter(c, s, ch, &off, &len);
+        if (r != 0)
+            return; /* the filter took ch, or the conn is closing */
+        if (c->state != CONN_RELAY || len == 0) {
             chunk_put(ch);
             conn_maybe_finish(c);
             return;
         }
-    }
-    if (s == SIDE_CLIENT)
+        if (s == SIDE_CLIENT)
+            c->bytes_up += (uint64_t)len;
+    } else if (s == SIDE_CLIENT) {
         c->bytes_up += (uint64_t)nread;
-    else
+    } else {
         c->bytes_down += (uint64_t)nread;
-    conn_send(c, 1 - s, ch, 0, nread);
-    if (c->state == CONN_RELAY && c->http_abs && c->http_body_done)
+    }
+    conn_send(c, 1 - s, ch, off, len);
+    if (c->state == CONN_RELAY && c->up_done)
         conn_maybe_finish(c);
 }
 
@@ -738,13 +670,13 @@ void conn_connect(struct conn *c, const char *host, uint16_t port)
     td_log_safe(c->target_str, sizeof(c->target_str), raw, strlen(raw));
 
     conn_set_state(c, CONN_CONNECTING);
-    if (strcmp(c->l->cfg->route, "direct") != 0) {
+    if (strcmp(c->lcfg->route, "direct") != 0) {
         /* The tunnel's far end resolves names; the listener's rules can
          * still refuse an address given literally. */
         struct sockaddr_storage ss;
         if ((uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) == 0 ||
              uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) == 0) &&
-            !td_sockaddr_allowed(&c->l->cfg->rules, (struct sockaddr *)&ss)) {
+            !td_sockaddr_allowed(&c->lcfg->rules, (struct sockaddr *)&ss)) {
             c->fe->on_connect_failed(c, TD_EACCES);
             return;
         }
@@ -754,7 +686,7 @@ void conn_connect(struct conn *c, const char *host, uint16_t port)
     uv_timer_stop(&c->timer); /* the dial has its own DNS and connect deadlines */
     opts.dns_timeout_ms = c->d->cfg->limits.dns_timeout_ms;
     opts.connect_timeout_ms = c->d->cfg->limits.connect_timeout_ms;
-    opts.rules = &c->l->cfg->rules;
+    opts.rules = &c->lcfg->rules;
     c->dial = td_dial_start(c->d, host, port, &opts, on_conn_dialed, c);
     if (!c->dial)
         c->fe->on_connect_failed(c, TD_ENOMEM);
@@ -764,27 +696,23 @@ void conn_connect(struct conn *c, const char *host, uint16_t port)
 
 void conn_start_relay(struct conn *c)
 {
+    size_t off = 0;
+
     conn_set_state(c, CONN_RELAY);
     conn_touch(c);
     conn_arm_timer(c, c->d->cfg->limits.idle_timeout_ms);
-    if (c->hs_len > 0) {
-        size_t n = c->hs_len;
-        if (c->http_abs && !c->http_body_done) {
-            size_t used = 0;
-            int r = http_body_feed(&c->body, c->hs, c->hs_len, &used);
-            if (r < 0) {
-                conn_close(c, END_PROTOCOL);
-                return;
-            }
-            if (r == 1)
-                c->http_body_done = true;
-            n = used;
-        } else if (c->http_abs) {
-            n = 0;
-        }
-        c->bytes_up += n;
-        if (n > 0 && conn_write_copy(c, SIDE_TARGET, c->hs, n) < 0)
+    /* Handshake leftovers are the client's first relayed bytes: they go
+     * the way a read would (through the front-end's filter, if any). */
+    while (off < c->hs_len && c->state == CONN_RELAY && !c->up_done) {
+        size_t n = c->hs_len - off > TD_CHUNK_SIZE ? TD_CHUNK_SIZE : c->hs_len - off;
+        struct td_chunk *ch = chunk_get(0);
+        if (!ch) {
+            conn_close(c, END_NO_RESOURCES);
             return;
+        }
+        memcpy(ch->data, c->hs + off, n);
+        off += n;
+        relay_in(c, SIDE_CLIENT, ch, n);
     }
     conn_hs_free(c);
     if (c->state != CONN_RELAY)
@@ -816,25 +744,6 @@ bool conn_check_user(struct conn *c, const char *user, size_t ulen, const char *
     return ok;
 }
 
-/* Mixed listeners: SOCKS5 starts with version byte 5, HTTP with a method. */
-static void mixed_on_data(struct conn *c)
-{
-    uint8_t b = c->hs[0];
-    if (b == 0x05) {
-        c->fe = &frontend_socks5;
-    } else if (b >= 'A' && b <= 'Z') {
-        c->fe = &frontend_http;
-    } else {
-        LOG_INFO("conn", "#%llu %s: first byte 0x%02x is neither SOCKS5 nor HTTP",
-                 (unsigned long long)c->id, c->client_str, b);
-        conn_close(c, END_PROTOCOL);
-        return;
-    }
-    c->fe->on_data(c);
-}
-
-static const struct frontend frontend_mixed = {"mixed", mixed_on_data, NULL, NULL};
-
 /* ---- accept --------------------------------------------------------------- */
 
 static void conn_evict(struct td_hs_slot *s)
@@ -859,6 +768,8 @@ int conn_accept(struct td_listener *l)
     }
     c->d = d;
     c->l = l;
+    c->lcfg = l->cfg;
+    c->cfg_owner = cfg_ref(l->owner);
     c->id = ++d->next_conn_id;
     c->start_ms = uv_now(d->loop);
     c->hs_max = HTTP_DEFAULT_MAX_HEAD + 1024;
@@ -900,18 +811,9 @@ int conn_accept(struct td_listener *l)
     LOG_DEBUG("conn", "#%llu accepted on %s from %s", (unsigned long long)c->id, l->cfg->name,
               c->client_str);
 
-    switch (l->cfg->type) {
-    case CFG_LISTENER_SOCKS5:
-        c->fe = &frontend_socks5;
-        break;
-    case CFG_LISTENER_HTTP:
-        c->fe = &frontend_http;
-        break;
-    case CFG_LISTENER_MIXED:
-        c->fe = &frontend_mixed; /* decided by the first byte */
-        break;
-    case CFG_LISTENER_FORWARD:
-        c->fe = &frontend_forward;
+    c->fe = d->kinds->frontends[l->cfg->type];
+    if (l->cfg->type == CFG_LISTENER_FORWARD) {
+        /* No handshake: the target is fixed. */
         conn_connect(c, l->cfg->target.host, l->cfg->target.port);
         return 0;
     }

@@ -9,7 +9,6 @@
 
 #include "core/chunk.h"
 #include "core/daemon.h"
-#include "proto/http.h"
 #include "core/listener.h"
 #include "core/queue.h"
 
@@ -53,19 +52,30 @@ struct conn;
 struct udp_assoc;
 struct td_dial;
 
-/* A front-end: how the client's first bytes become a target, and what the
- * client is told when the target is (or is not) reached. */
+struct td_chunk;
+
+/* A front-end (daemon/front/): how the client's first bytes become a
+ * target, what the client is told when the target is (or is not) reached,
+ * and, for a front-end that must see the relayed bytes (the HTTP proxy
+ * rewrites the response head and forwards exactly one request body), a
+ * filter.  The core picks the front-end by listener type from the table it
+ * is given (struct td_kinds). */
 struct frontend {
     const char *name;
     /* New bytes are in c->hs.  Consume them with conn_hs_consume(). */
     void (*on_data)(struct conn *c);
     void (*on_connected)(struct conn *c);
     void (*on_connect_failed)(struct conn *c, int err);
+    /* Bytes read from side s while relaying, for a side the front-end asked
+     * to filter (c->fe_filter, bit 1 << s).  It may forward part of them:
+     * set *off and *len to the bytes of ch->data the relay is to send on as
+     * they are, and return 0; or return 1 when it took care of ch itself
+     * (sent what is to be sent, chunk_put()); or a TD_E* code when the conn
+     * is closing (ch is the filter's then too).  May be NULL. */
+    int (*filter)(struct conn *c, int s, struct td_chunk *ch, size_t *off, size_t *len);
+    /* The conn is being freed: release c->fe_data.  May be NULL. */
+    void (*free_data)(struct conn *c);
 };
-
-extern const struct frontend frontend_socks5;
-extern const struct frontend frontend_http;
-extern const struct frontend frontend_forward;
 
 /* A target reached through a tunnel stream instead of a TCP socket.  The
  * relay calls these; the tunnel answers through the conn_target_*()
@@ -97,6 +107,10 @@ struct conn {
     struct td_queue node;
     struct td_daemon *d;
     struct td_listener *l;
+    /* The listener's config entry, kept valid by the reference to the
+     * config it lives in (a reload may free the listener itself). */
+    const struct cfg_listener *lcfg;
+    struct td_config *cfg_owner;
     uint64_t id;
     enum conn_state state;
     int handles;
@@ -115,6 +129,9 @@ struct conn {
 
     const struct frontend *fe;
     int fe_state;
+    void *fe_data;             /* the front-end's own state */
+    unsigned fe_filter;        /* sides (1 << s) whose relayed bytes go through fe->filter */
+    bool up_done;              /* the front-end ended the upload (no more client bytes) */
     struct td_hs_slot hs_slot; /* counted while in CONN_HANDSHAKE */
 
     /* Handshake bytes from the client, grown on demand up to hs_max.  A
@@ -128,14 +145,6 @@ struct conn {
     char target_host[256];
     uint16_t target_port;
     struct td_dial *dial; /* direct route: the connect in progress */
-
-    /* HTTP absolute-URI mode: one request per connection. */
-    bool http_abs;
-    bool http_body_done;
-    struct http_body body;
-    bool resp_head_pending;
-    char *resp;
-    size_t resp_len;
 
     /* After the last reply is written, close with this reason. */
     const char *close_after_write;
@@ -197,5 +206,9 @@ void conn_target_drained(struct conn *c);
 
 /* Map an error to a connection end reason. */
 const char *conn_end_reason(int err);
+
+/* For front-ends that filter the relay: no more client bytes will be
+ * forwarded (the one HTTP request went out); stop reading the client. */
+void conn_upload_done(struct conn *c);
 
 #endif

@@ -4,15 +4,11 @@
 
 #include "core/chunk.h"
 #include "core/conn.h"
-#include "util/error.h"
-#include "jproxy/jp_client.h"
-#include "jproxy/jp_server.h"
 #include "core/listener.h"
-#include "util/log.h"
 #include "core/resolve.h"
-#include "wstan/ws_client.h"
-#include "wstan/ws_lws.h"
-#include "wstan/ws_server.h"
+#include "platform/platform.h"
+#include "util/error.h"
+#include "util/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,11 +52,44 @@ static uint32_t daemon_server_tunnels(const struct td_daemon *d)
 {
     uint32_t n = 0;
     for (size_t i = 0; i < d->n_servers; i++)
-        if (d->jp_servers[i])
-            n += jp_server_active(d->jp_servers[i]);
-        else if (d->ws_servers[i])
-            n += ws_server_active(d->ws_servers[i]);
+        if (d->servers[i].created)
+            n += d->servers[i].proto->server->active(&d->servers[i]);
     return n;
+}
+
+/* Close every tunnel (client side) and let each protocol drop what keeps
+ * the loop alive. */
+static void daemon_close_tunnels(struct td_daemon *d)
+{
+    for (size_t i = 0; i < d->n_tunnels; i++)
+        if (d->tunnels[i].created)
+            d->tunnels[i].proto->tunnel->close(&d->tunnels[i]);
+}
+
+static void daemon_close_servers(struct td_daemon *d)
+{
+    for (size_t i = 0; i < d->n_servers; i++)
+        if (d->servers[i].created)
+            d->servers[i].proto->server->close(&d->servers[i]);
+}
+
+static void daemon_stop_servers(struct td_daemon *d)
+{
+    for (size_t i = 0; i < d->n_servers; i++) {
+        struct td_server *s = &d->servers[i];
+        if (!s->created)
+            continue;
+        s->proto->server->stop_accepting(s);
+        if (s->proto->server->drain)
+            s->proto->server->drain(s);
+    }
+}
+
+static void daemon_protos_loop_stop(struct td_daemon *d)
+{
+    for (size_t i = 0; i < CFG_PROTO_COUNT; i++)
+        if (d->kinds->protos[i] && d->kinds->protos[i]->loop_stop)
+            d->kinds->protos[i]->loop_stop(d);
 }
 
 static void daemon_finish(struct td_daemon *d)
@@ -68,16 +97,10 @@ static void daemon_finish(struct td_daemon *d)
     if (d->stopped)
         return;
     d->stopped = true;
-    for (size_t i = 0; i < d->n_tunnels; i++)
-        if (d->jp_clients[i])
-            jp_client_shutdown(d->jp_clients[i]);
-        else if (d->ws_clients[i])
-            ws_client_shutdown(d->ws_clients[i]);
-    for (size_t i = 0; i < d->n_servers; i++)
-        if (d->ws_servers[i])
-            ws_server_close_all(d->ws_servers[i]);
-    /* Last: lws's handles must close for the loop to end. */
-    ws_lws_stop(d);
+    daemon_close_tunnels(d);
+    daemon_close_servers(d);
+    /* Last: the protocols' own handles must close for the loop to end. */
+    daemon_protos_loop_stop(d);
     uv_timer_stop(&d->drain_timer);
     uv_timer_stop(&d->accept_timer);
     uv_close((uv_handle_t *)&d->drain_timer, NULL);
@@ -112,40 +135,29 @@ void daemon_server_gone(struct td_daemon *d)
         daemon_finish(d);
 }
 
-struct ws_client *daemon_find_ws_client(struct td_daemon *d, const char *name)
+struct td_tunnel *td_tunnel_find(struct td_daemon *d, const char *name)
 {
     for (size_t i = 0; i < d->n_tunnels; i++)
-        if (strcmp(d->cfg->tunnels[i].name, name) == 0)
-            return d->ws_clients[i];
+        if (d->tunnels[i].created && strcmp(d->tunnels[i].cfg->name, name) == 0)
+            return &d->tunnels[i];
     return NULL;
 }
 
-struct jp_client *daemon_find_jp_client(struct td_daemon *d, const char *name)
+const struct td_proto *td_proto_find(const struct td_daemon *d, enum cfg_protocol p)
 {
-    for (size_t i = 0; i < d->n_tunnels; i++)
-        if (strcmp(d->cfg->tunnels[i].name, name) == 0)
-            return d->jp_clients[i];
-    return NULL;
+    return (unsigned)p < CFG_PROTO_COUNT ? d->kinds->protos[p] : NULL;
 }
 
 void daemon_tunnel_open(struct td_daemon *d, struct conn *c, const char *host, uint16_t port)
 {
-    const char *route = c->l->cfg->route;
-    for (size_t i = 0; i < d->n_tunnels; i++) {
-        if (strcmp(d->cfg->tunnels[i].name, route) != 0)
-            continue;
-        if (d->jp_clients[i]) {
-            jp_client_open(d->jp_clients[i], c, host, port);
-            return;
-        }
-        if (d->ws_clients[i]) {
-            ws_client_open(d->ws_clients[i], c, host, port);
-            return;
-        }
-        break;
+    struct td_tunnel *t = td_tunnel_find(d, c->lcfg->route);
+
+    if (!t) {
+        /* The config loader guarantees the name; this is a backstop. */
+        conn_target_failed(c, TD_ENOTFOUND, "no such tunnel");
+        return;
     }
-    /* The config loader guarantees the name; this is a backstop. */
-    conn_target_failed(c, TD_ENOTFOUND, "no such tunnel");
+    t->proto->tunnel->open_stream(t, c, host, port);
 }
 
 static void close_all_conns(struct td_daemon *d, const char *reason)
@@ -158,21 +170,12 @@ static void close_all_conns(struct td_daemon *d, const char *reason)
     }
 }
 
-static void close_all_servers(struct td_daemon *d)
-{
-    for (size_t i = 0; i < d->n_servers; i++)
-        if (d->jp_servers[i])
-            jp_server_close_all(d->jp_servers[i]);
-        else if (d->ws_servers[i])
-            ws_server_close_all(d->ws_servers[i]);
-}
-
 static void on_drain_timer(uv_timer_t *t)
 {
     struct td_daemon *d = t->data;
     LOG_INFO("main", "drain deadline reached: closing %u connections", d->n_conns);
     close_all_conns(d, END_SHUTDOWN);
-    close_all_servers(d);
+    daemon_close_servers(d);
 }
 
 void daemon_request(struct td_daemon *d, enum daemon_request req)
@@ -184,17 +187,13 @@ void daemon_request(struct td_daemon *d, enum daemon_request req)
         if (d->draining) {
             LOG_INFO("main", "second stop request: closing %u connections now", d->n_conns);
             close_all_conns(d, END_SHUTDOWN);
-            close_all_servers(d);
+            daemon_close_servers(d);
             return;
         }
         d->draining = true;
         for (size_t i = 0; i < d->n_listeners; i++)
             listener_close(&d->listeners[i]);
-        for (size_t i = 0; i < d->n_servers; i++)
-            if (d->jp_servers[i])
-                jp_server_stop_accepting(d->jp_servers[i]);
-            else if (d->ws_servers[i])
-                ws_server_stop_accepting(d->ws_servers[i]);
+        daemon_stop_servers(d);
         if (d->n_conns == 0 && daemon_server_tunnels(d) == 0) {
             LOG_INFO("main", "stopping: no open connections");
             daemon_finish(d);
@@ -286,28 +285,47 @@ int daemon_run(const struct daemon_opts *opts)
         if (listener_start(&d, &d.listeners[i], &d.cfg->listeners[i]) != 0)
             goto out;
     }
+    d.kinds = opts->kinds;
     d.n_servers = d.cfg->n_servers;
-    d.jp_servers = calloc(d.n_servers ? d.n_servers : 1, sizeof(*d.jp_servers));
+    d.servers = calloc(d.n_servers ? d.n_servers : 1, sizeof(*d.servers));
     d.n_tunnels = d.cfg->n_tunnels;
-    d.jp_clients = calloc(d.n_tunnels ? d.n_tunnels : 1, sizeof(*d.jp_clients));
-    d.ws_servers = calloc(d.n_servers ? d.n_servers : 1, sizeof(*d.ws_servers));
-    d.ws_clients = calloc(d.n_tunnels ? d.n_tunnels : 1, sizeof(*d.ws_clients));
-    if (!d.jp_servers || !d.jp_clients || !d.ws_servers || !d.ws_clients) {
+    d.tunnels = calloc(d.n_tunnels ? d.n_tunnels : 1, sizeof(*d.tunnels));
+    if (!d.servers || !d.tunnels) {
         LOG_ERROR("main", "out of memory");
         goto out;
     }
     for (size_t i = 0; i < d.n_servers; i++) {
-        const struct cfg_server *s = &d.cfg->servers[i];
-        if (s->protocol == CFG_PROTO_JPROXY && jp_server_start(&d, s, &d.jp_servers[i]) != 0)
+        struct td_server *s = &d.servers[i];
+        s->d = &d;
+        s->cfg = &d.cfg->servers[i];
+        s->proto = td_proto_find(&d, s->cfg->protocol);
+        if (!s->proto || !s->proto->server) {
+            LOG_ERROR("main", "server %s: this build has no %s server", s->cfg->name,
+                      cfg_protocol_name(s->cfg->protocol));
             goto out;
-        if (s->protocol == CFG_PROTO_WSTAN && ws_server_start(&d, s, &d.ws_servers[i]) != 0)
+        }
+        s->owner = cfg_ref(d.cfg);
+        if (s->proto->server->create(s) != 0)
+            goto out;
+        s->created = true;
+        if (s->proto->server->start(s) != 0)
             goto out;
     }
     for (size_t i = 0; i < d.n_tunnels; i++) {
-        const struct cfg_tunnel *t = &d.cfg->tunnels[i];
-        if (t->protocol == CFG_PROTO_JPROXY && jp_client_create(&d, t, &d.jp_clients[i]) != 0)
+        struct td_tunnel *t = &d.tunnels[i];
+        t->d = &d;
+        t->cfg = &d.cfg->tunnels[i];
+        t->proto = td_proto_find(&d, t->cfg->protocol);
+        if (!t->proto || !t->proto->tunnel) {
+            LOG_ERROR("main", "tunnel %s: this build has no %s client", t->cfg->name,
+                      cfg_protocol_name(t->cfg->protocol));
             goto out;
-        if (t->protocol == CFG_PROTO_WSTAN && ws_client_create(&d, t, &d.ws_clients[i]) != 0)
+        }
+        t->owner = cfg_ref(d.cfg);
+        if (t->proto->tunnel->create(t) != 0)
+            goto out;
+        t->created = true;
+        if (t->proto->tunnel->start && t->proto->tunnel->start(t) != 0)
             goto out;
     }
     if (privdrop(d.cfg->user) != 0)
@@ -321,49 +339,41 @@ int daemon_run(const struct daemon_opts *opts)
     rc = 0;
 out:
     if (rc != 0) {
-        for (size_t i = 0; i < d.n_listeners; i++)
-            if (d.listeners)
-                listener_close(&d.listeners[i]);
-        for (size_t i = 0; d.jp_servers && i < d.n_servers; i++)
-            if (d.jp_servers[i]) {
-                jp_server_stop_accepting(d.jp_servers[i]);
-                jp_server_close_all(d.jp_servers[i]);
-            }
-        for (size_t i = 0; d.jp_clients && i < d.n_tunnels; i++)
-            if (d.jp_clients[i])
-                jp_client_shutdown(d.jp_clients[i]);
-        for (size_t i = 0; d.ws_servers && i < d.n_servers; i++)
-            if (d.ws_servers[i]) {
-                ws_server_stop_accepting(d.ws_servers[i]);
-                ws_server_close_all(d.ws_servers[i]);
-            }
-        for (size_t i = 0; d.ws_clients && i < d.n_tunnels; i++)
-            if (d.ws_clients[i])
-                ws_client_shutdown(d.ws_clients[i]);
+        for (size_t i = 0; d.listeners && i < d.n_listeners; i++)
+            listener_close(&d.listeners[i]);
+        for (size_t i = 0; d.servers && i < d.n_servers; i++)
+            if (d.servers[i].created)
+                d.servers[i].proto->server->stop_accepting(&d.servers[i]);
+        daemon_close_servers(&d);
+        daemon_close_tunnels(&d);
         if (!d.stopped && opts->platform_stop && d.listeners)
             opts->platform_stop(&d);
     }
-    /* lws first: its handles are its own to close (twice, see ws_lws.h). */
-    ws_lws_free(&d);
+    /* The protocols first: their libraries' handles are theirs to close. */
+    for (size_t i = 0; d.kinds && i < CFG_PROTO_COUNT; i++)
+        if (d.kinds->protos[i] && d.kinds->protos[i]->loop_done)
+            d.kinds->protos[i]->loop_done(&d);
     /* Whatever is still open (only after a start-up failure) is closed here,
      * so that the loop can be closed and leak checkers stay quiet. */
     uv_walk(&loop, walk_close, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0)
         LOG_WARN("main", "event loop closed with handles still open");
+    for (size_t i = 0; d.listeners && i < d.n_listeners; i++)
+        listener_free(&d.listeners[i]);
     free(d.listeners);
-    for (size_t i = 0; d.jp_servers && i < d.n_servers; i++)
-        jp_server_free(d.jp_servers[i]);
-    for (size_t i = 0; d.jp_clients && i < d.n_tunnels; i++)
-        jp_client_free(d.jp_clients[i]);
-    for (size_t i = 0; d.ws_servers && i < d.n_servers; i++)
-        ws_server_free(d.ws_servers[i]);
-    for (size_t i = 0; d.ws_clients && i < d.n_tunnels; i++)
-        ws_client_free(d.ws_clients[i]);
-    free(d.jp_servers);
-    free(d.jp_clients);
-    free(d.ws_servers);
-    free(d.ws_clients);
+    for (size_t i = 0; d.servers && i < d.n_servers; i++) {
+        if (d.servers[i].created)
+            d.servers[i].proto->server->free(&d.servers[i]);
+        cfg_free(d.servers[i].owner);
+    }
+    for (size_t i = 0; d.tunnels && i < d.n_tunnels; i++) {
+        if (d.tunnels[i].created)
+            d.tunnels[i].proto->tunnel->free(&d.tunnels[i]);
+        cfg_free(d.tunnels[i].owner);
+    }
+    free(d.servers);
+    free(d.tunnels);
     cfg_free(d.cfg);
     chunk_pool_drain();
     td_log_close();

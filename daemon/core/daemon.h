@@ -1,22 +1,29 @@
-/* The daemon: one libuv loop, the loaded config, the listeners and the live
- * connections.  Platform front ends (main_posix.c, main_win.c) parse their
- * arguments and call daemon_run(); everything after that is shared. */
+/* daemon/core/: the daemon's protocol-neutral core.  It owns the loop and
+ * the lifecycle (start, drain, stop; daemon.c), the accept policy and the
+ * listeners (listener.c), the relay (conn.c: one struct conn per client
+ * connection, its state machine and bounded buffers), outbound connects
+ * (dial.c) and name resolution (resolve.c), SOCKS5 UDP associations
+ * (udp_assoc.c), relay buffers (chunk.c), the libuv error mapping
+ * (uverr.c), and the kind tables through which protocols plug in
+ * (tunnel.h).  It includes no front-end's and no protocol's header: the
+ * entry point (daemon/kinds.c) hands it their tables.
+ *
+ * The daemon: one libuv loop, the loaded config, the listeners, tunnels and
+ * servers, and the live connections.  Platform front ends (main_posix.c,
+ * main_win.c) parse their arguments and call daemon_run(); everything after
+ * that is shared. */
 #ifndef TD_DAEMON_H_
 #define TD_DAEMON_H_
 
 #include "config/config.h"
 #include "core/queue.h"
+#include "core/tunnel.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
 struct td_listener;
-struct jp_client;
-struct jp_server;
-struct ws_client;
-struct ws_server;
-struct lws_context;
 struct conn;
 
 struct td_daemon;
@@ -24,6 +31,8 @@ struct td_daemon;
 struct daemon_opts {
     const char *config_path;
     int log_level_override; /* -1: use the config's */
+    /* The protocols and front-ends this build has (daemon/kinds.c). */
+    const struct td_kinds *kinds;
     /* Platform glue (signals on POSIX, the service control handler on
      * Windows): started once the listeners are bound, stopped when the
      * daemon begins to shut down so that the loop can end. */
@@ -43,15 +52,15 @@ struct td_daemon {
     struct td_listener *listeners;
     size_t n_listeners;
 
-    /* Tunnels (client side), in config order, and servers. */
-    struct jp_client **jp_clients; /* NULL for tunnels of another protocol */
+    /* Tunnels (client side) and servers, in config order. */
+    const struct td_kinds *kinds;
+    struct td_tunnel *tunnels;
     size_t n_tunnels;
-    struct jp_server **jp_servers; /* NULL for servers of another protocol */
+    struct td_server *servers;
     size_t n_servers;
-    struct ws_client **ws_clients; /* same, for wstan */
-    struct ws_server **ws_servers;
-    struct lws_context *lws; /* ws_lws.c: only when some wstan entry exists */
-    bool lws_stopped;
+    /* Each protocol's daemon-wide state (wstan: the libwebsockets context),
+     * by enum cfg_protocol; the core never looks inside. */
+    void *proto_state[CFG_PROTO_COUNT];
 
     struct td_queue conns; /* every struct conn, for drain and shutdown */
     uint32_t n_conns;
@@ -98,19 +107,8 @@ void daemon_accept_retry(struct td_daemon *d, uint64_t ms);
 bool daemon_fds_available(const struct td_daemon *d, uint64_t n);
 /* Route c to host:port through the tunnel its listener names. */
 void daemon_tunnel_open(struct td_daemon *d, struct conn *c, const char *host, uint16_t port);
-/* The jProxy client behind a tunnel name, or NULL. */
-struct jp_client *daemon_find_jp_client(struct td_daemon *d, const char *name);
-/* The wstan client behind a tunnel name, or NULL. */
-struct ws_client *daemon_find_ws_client(struct td_daemon *d, const char *name);
-/* A server-side tunnel ended (drain bookkeeping). */
+/* A server-side tunnel ended: a drain may finish, descriptors came back. */
 void daemon_server_gone(struct td_daemon *d);
-
-/* Platform hooks, in fdlimit_posix.c / fdlimit_win.c, privdrop_*.c and
- * osenv_*.c. */
-uint64_t fdlimit_raise(void);
-int privdrop(const char *user);
-/* Set an environment variable unless it is set already. */
-void osenv_set_default(const char *name, const char *value);
 
 /* Map a libuv status to TD_E* (uverr.c). */
 int td_err_from_uv(int uverr);

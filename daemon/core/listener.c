@@ -183,6 +183,10 @@ void td_acceptor_close(struct td_acceptor *a)
         return;
     a->open = false;
     a->pending = false;
+    /* Handshakes in progress finish uncounted: the acceptor may be freed
+     * before them (a listener removed by a reload). */
+    while (!td_queue_empty(&a->hs))
+        td_hs_end(td_container_of(a->hs.next, struct td_hs_slot, node));
     td_queue_remove(&a->node);
     td_queue_init(&a->node);
     if (a->tcp && !uv_is_closing((uv_handle_t *)a->tcp)) {
@@ -252,6 +256,7 @@ int listener_start(struct td_daemon *d, struct td_listener *l, const struct cfg_
     memset(l, 0, sizeof(*l));
     l->d = d;
     l->cfg = cfg;
+    l->owner = cfg_ref(d->cfg);
     memset(&o, 0, sizeof(o));
     o.name = cfg->name;
     o.what = "listener";
@@ -267,4 +272,10 @@ int listener_start(struct td_daemon *d, struct td_listener *l, const struct cfg_
 void listener_close(struct td_listener *l)
 {
     td_acceptor_close(&l->acc);
+}
+
+void listener_free(struct td_listener *l)
+{
+    cfg_free(l->owner);
+    l->owner = NULL;
 }

@@ -99,10 +99,13 @@ void td_hs_mem_give(struct td_daemon *d, size_t n);
 struct td_listener {
     struct td_daemon *d;
     const struct cfg_listener *cfg;
+    struct td_config *owner; /* the config cfg lives in (a reference) */
     struct td_acceptor acc;
 };
 
 int listener_start(struct td_daemon *d, struct td_listener *l, const struct cfg_listener *cfg);
 void listener_close(struct td_listener *l);
+/* After the loop: drop the config reference. */
+void listener_free(struct td_listener *l);
 
 #endif

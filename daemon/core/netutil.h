@@ -16,7 +16,6 @@ int td_socks5_to_sockaddr(const struct socks5_addr *a, struct sockaddr_storage *
 int socks5_addr_host(const struct socks5_addr *a, char *out, size_t cap);
 /* "ip:port" / "[ip]:port" of a socket address. */
 const char *td_sockaddr_str(const struct sockaddr *sa, char *out, size_t cap);
-uint8_t socks5_rep_for_error(int err);
 /* Do these allow/deny rules let this address through?  NULL rules allow
  * everything; an address that is neither IPv4 nor IPv6 is refused. */
 bool td_sockaddr_allowed(const struct cfg_rules *r, const struct sockaddr *sa);

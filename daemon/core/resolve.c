@@ -5,6 +5,7 @@
 #include "util/error.h"
 #include "util/log.h"
 #include "core/queue.h"
+#include "platform/platform.h"
 
 #include <stdio.h>
 #include <stdlib.h>

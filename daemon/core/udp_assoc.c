@@ -1,6 +1,7 @@
-/* SOCKS5 UDP ASSOCIATE on the direct route, or through a tunnel (jProxy:
- * one flow per destination; wstan: one tunnel per association, every
- * datagram naming its destination and every reply its source).
+/* SOCKS5 UDP ASSOCIATE on the direct route, or through a tunnel (one
+ * struct td_udp_flow per association, from the tunnel's kind: every
+ * datagram names its destination and every reply its source; how the
+ * protocol carries them is its own business).
  *
  * The client-facing relay socket is bound on the address the client reached
  * us on; datagrams are accepted only from the client's IP (and from the port
@@ -8,15 +9,14 @@
  * outbound socket per address family.  Nothing is queued: a datagram the
  * kernel does not take at once is dropped, as UDP allows, so memory is flat
  * whatever the peers do.  The association ends with its TCP connection. */
-#include "util/addr.h"
 #include "core/conn.h"
-#include "util/error.h"
-#include "jproxy/jp_client.h"
-#include "util/log.h"
 #include "core/netutil.h"
 #include "core/resolve.h"
+#include "core/tunnel.h"
 #include "proto/socks5.h"
-#include "wstan/ws_client.h"
+#include "util/addr.h"
+#include "util/error.h"
+#include "util/log.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -26,19 +26,10 @@
 struct udp_resolve;
 struct udp_assoc;
 
-#define UDP_MAX_FLOWS 16 /* tunnel flows (destinations) per association */
 /* Destinations remembered on the direct route: replies are taken only from
  * them (as RFC 1928 servers commonly do), so the relay is no open door for
  * any host that learns its port.  The oldest is forgotten first. */
 #define UDP_MAX_PEERS 64
-
-/* One destination reached through a tunnel. */
-struct ua_flow {
-    struct udp_assoc *ua;
-    struct jp_udp_flow *f;
-    struct socks5_addr dst; /* as the client named it; replies carry it */
-    uint64_t last_used;
-};
 
 struct udp_assoc {
     struct conn *c;
@@ -56,10 +47,8 @@ struct udp_assoc {
     uint64_t dropped;
     struct sockaddr_storage peers[UDP_MAX_PEERS];
     int n_peers, next_peer;
-    struct jp_client *tunnel;  /* the route, when it is a jproxy tunnel */
-    struct ws_client *ws;      /* the route, when it is a wstan tunnel */
-    struct ws_udp_flow *wflow; /* open while the wstan tunnel is */
-    struct ua_flow flows[UDP_MAX_FLOWS];
+    struct td_tunnel *tunnel; /* the route, when it is a tunnel */
+    struct td_udp_flow *flow; /* open while the tunnel carries it */
 };
 
 struct udp_resolve {
@@ -162,7 +151,7 @@ static void ua_send_to_target(struct udp_assoc *ua, const struct sockaddr *to, c
     uv_udp_t *u;
     uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
     int r;
-    if (!td_sockaddr_allowed(&ua->c->l->cfg->rules, to)) {
+    if (!td_sockaddr_allowed(&ua->c->lcfg->rules, to)) {
         ua->dropped++;
         return;
     }
@@ -245,130 +234,43 @@ static void ua_resolve_and_send(struct udp_assoc *ua, const struct socks5_addr *
     ua->resolving[slot] = rr;
 }
 
-static bool ua_addr_eq(const struct socks5_addr *a, const struct socks5_addr *b)
+/* A datagram from the tunnel, from src (a destination the client used). */
+static void ua_flow_recv(void *arg, const struct socks5_addr *src, const uint8_t *p, size_t len)
 {
-    if (a->atyp != b->atyp || a->port != b->port)
-        return false;
-    if (a->atyp == SOCKS5_ATYP_DOMAIN)
-        return strcmp(a->host, b->host) == 0;
-    return memcmp(a->ip, b->ip, a->atyp == SOCKS5_ATYP_IPV4 ? 4 : 16) == 0;
-}
-
-static void ua_flow_recv(void *arg, const uint8_t *p, size_t len)
-{
-    struct ua_flow *fl = arg;
-    struct udp_assoc *ua = fl->ua;
+    struct udp_assoc *ua = arg;
     uint8_t hdrbuf[SOCKS5_MAX_MSG];
     uv_buf_t bufs[2];
 
     if (!ua->client_known)
         return;
-    bufs[0] = uv_buf_init((char *)hdrbuf, (unsigned)socks5_encode_udp_header(hdrbuf, &fl->dst));
+    bufs[0] = uv_buf_init((char *)hdrbuf, (unsigned)socks5_encode_udp_header(hdrbuf, src));
     bufs[1] = uv_buf_init((char *)p, (unsigned)len);
     if (uv_udp_try_send(ua->relay, bufs, 2, (struct sockaddr *)&ua->client) < 0)
         ua->dropped++;
     else
         ua->c->bytes_down += len;
-    fl->last_used = uv_now(ua->c->d->loop);
     conn_touch(ua->c);
 }
 
-static void ua_flow_drop(struct ua_flow *fl)
-{
-    if (fl->f)
-        jp_client_udp_close(fl->f);
-    fl->f = NULL;
-}
-
+/* The tunnel ended the flow: the next datagram opens another. */
 static void ua_flow_closed(void *arg)
 {
-    ua_flow_drop(arg);
+    struct udp_assoc *ua = arg;
+    if (ua->flow)
+        ua->tunnel->proto->tunnel->udp_close(ua->flow);
+    ua->flow = NULL;
 }
+
+static const struct td_udp_cbs ua_flow_cbs = {ua_flow_recv, ua_flow_closed};
 
 static void ua_send_via_tunnel(struct udp_assoc *ua, const struct socks5_addr *dst,
                                const uint8_t *p, size_t len)
 {
-    struct ua_flow *fl = NULL, *lru = &ua->flows[0];
-    char host[256];
+    const struct td_tunnel_ops *ops = ua->tunnel->proto->tunnel;
 
-    for (int i = 0; i < UDP_MAX_FLOWS; i++) {
-        struct ua_flow *x = &ua->flows[i];
-        if (x->f && ua_addr_eq(&x->dst, dst)) {
-            fl = x;
-            break;
-        }
-        if (!x->f || (lru->f && x->last_used < lru->last_used))
-            lru = x;
-    }
-    if (!fl) {
-        fl = lru;
-        ua_flow_drop(fl); /* the least recently used destination makes room */
-        fl->ua = ua;
-        fl->dst = *dst;
-        socks5_addr_host(dst, host, sizeof(host));
-        fl->f = jp_client_udp_open(ua->tunnel, host, dst->port, ua_flow_recv, ua_flow_closed, fl);
-        if (!fl->f) {
-            ua->dropped++;
-            return;
-        }
-    }
-    fl->last_used = uv_now(ua->c->d->loop);
-    jp_client_udp_send(fl->f, p, len);
-    ua->c->bytes_up += len;
-}
-
-/* wstan: replies come with their source address (spec section 8). */
-static void ua_ws_recv(void *arg, const struct wstan_addr *src, const uint8_t *p, size_t len)
-{
-    struct udp_assoc *ua = arg;
-    uint8_t hdrbuf[SOCKS5_MAX_MSG];
-    struct socks5_addr sa;
-    uv_buf_t bufs[2];
-
-    if (!ua->client_known)
-        return;
-    memset(&sa, 0, sizeof(sa));
-    sa.atyp = (uint8_t)src->atyp;
-    sa.port = src->port;
-    if (src->atyp == WSTAN_ATYP_DOMAIN)
-        snprintf(sa.host, sizeof(sa.host), "%s", src->host);
-    else
-        memcpy(sa.ip, src->ip, src->atyp == WSTAN_ATYP_IPV4 ? 4 : 16);
-    bufs[0] = uv_buf_init((char *)hdrbuf, (unsigned)socks5_encode_udp_header(hdrbuf, &sa));
-    bufs[1] = uv_buf_init((char *)p, (unsigned)len);
-    if (uv_udp_try_send(ua->relay, bufs, 2, (struct sockaddr *)&ua->client) < 0)
-        ua->dropped++;
-    else
-        ua->c->bytes_down += len;
-    conn_touch(ua->c);
-}
-
-/* The tunnel ended: the next datagram opens another. */
-static void ua_ws_closed(void *arg)
-{
-    struct udp_assoc *ua = arg;
-    if (ua->wflow)
-        ws_client_udp_close(ua->wflow);
-    ua->wflow = NULL;
-}
-
-static void ua_send_via_ws(struct udp_assoc *ua, const struct socks5_addr *dst, const uint8_t *p,
-                           size_t len)
-{
-    struct wstan_addr a;
-
-    memset(&a, 0, sizeof(a));
-    a.atyp = (enum wstan_atyp)dst->atyp;
-    a.port = dst->port;
-    if (dst->atyp == SOCKS5_ATYP_DOMAIN) {
-        snprintf(a.host, sizeof(a.host), "%s", dst->host);
-        a.hostlen = strlen(a.host);
-    } else {
-        memcpy(a.ip, dst->ip, dst->atyp == SOCKS5_ATYP_IPV4 ? 4 : 16);
-    }
-    if (!ua->wflow)
-        ua->wflow = ws_client_udp_open(ua->ws, ua_ws_recv, ua_ws_closed, ua);
-    if (!ua->wflow || ws_client_udp_send(ua->wflow, &a, p, len) != 0) {
+    if (!ua->flow)
+        ua->flow = ops->udp_open(ua->tunnel, &ua_flow_cbs, ua);
+    if (!ua->flow || ops->udp_send(ua->flow, dst, p, len) != 0) {
         ua->dropped++;
         return;
     }
@@ -407,12 +309,10 @@ static void ua_on_client_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
          * tunnel server's own rules). */
         struct sockaddr_storage to;
         td_socks5_to_sockaddr(&hdr.addr, &to);
-        if (!td_sockaddr_allowed(&c->l->cfg->rules, (struct sockaddr *)&to))
+        if (!td_sockaddr_allowed(&c->lcfg->rules, (struct sockaddr *)&to))
             goto drop;
     }
-    if (ua->ws) {
-        ua_send_via_ws(ua, &hdr.addr, (uint8_t *)buf->base + used, (size_t)nread - used);
-    } else if (ua->tunnel) {
+    if (ua->tunnel) {
         ua_send_via_tunnel(ua, &hdr.addr, (uint8_t *)buf->base + used, (size_t)nread - used);
     } else if (hdr.addr.atyp == SOCKS5_ATYP_DOMAIN) {
         ua_resolve_and_send(ua, &hdr.addr, (uint8_t *)buf->base + used, (size_t)nread - used);
@@ -490,12 +390,13 @@ int udp_assoc_start(struct conn *c, const struct socks5_request *req)
         goto fail;
     ua->c = c;
     c->udp = ua;
-    if (strcmp(c->l->cfg->route, "direct") != 0) {
-        ua->tunnel = daemon_find_jp_client(c->d, c->l->cfg->route);
-        ua->ws = ua->tunnel ? NULL : daemon_find_ws_client(c->d, c->l->cfg->route);
-        if ((!ua->tunnel && !ua->ws) || (ua->tunnel && jp_client_udp_supported(ua->tunnel) == 0)) {
+    if (strcmp(c->lcfg->route, "direct") != 0) {
+        const struct td_tunnel_ops *ops;
+        ua->tunnel = td_tunnel_find(c->d, c->lcfg->route);
+        ops = ua->tunnel ? ua->tunnel->proto->tunnel : NULL;
+        if (!ops || !ops->udp_open || (ops->udp_supported && ops->udp_supported(ua->tunnel) == 0)) {
             LOG_INFO("udp", "#%llu %s: UDP ASSOCIATE is not available on route %s",
-                     (unsigned long long)c->id, c->client_str, c->l->cfg->route);
+                     (unsigned long long)c->id, c->client_str, c->lcfg->route);
             n = socks5_encode_reply(out, SOCKS5_REP_CMD_NOT_SUPPORTED, NULL);
             conn_reply_and_close(c, out, n, END_UNSUPPORTED);
             return TD_EUNSUPPORTED;
@@ -559,11 +460,9 @@ void udp_assoc_close(struct conn *c)
     uv_os_fd_t fd;
     uv_handle_t *hs[3];
     c->udp = NULL;
-    for (int i = 0; i < UDP_MAX_FLOWS; i++)
-        ua_flow_drop(&ua->flows[i]);
-    if (ua->wflow)
-        ws_client_udp_close(ua->wflow);
-    ua->wflow = NULL;
+    if (ua->flow)
+        ua->tunnel->proto->tunnel->udp_close(ua->flow);
+    ua->flow = NULL;
     for (int i = 0; i < UDP_MAX_RESOLVING; i++)
         if (ua->resolving[i]) {
             td_resolve_cancel(ua->resolving[i]->rs);

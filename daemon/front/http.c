@@ -3,8 +3,15 @@
  * An absolute-URI request is forwarded with "Connection: close" and answered
  * with "Connection: close": one request per client connection.  A keep-alive
  * client therefore opens a new connection for its next request, and no
- * request can ever reach the previous request's origin. */
+ * request can ever reach the previous request's origin.  While relaying,
+ * the front-end filters both directions (struct frontend's filter): exactly
+ * one request body goes to the origin (Content-Length or chunked, tracked
+ * by http_body_feed), and the response head is rewritten (hop-by-hop
+ * headers out, Connection: close in) before the body passes untouched. */
+#include "front/front.h"
+
 #include "core/conn.h"
+#include "proto/http.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -45,7 +52,7 @@ static bool hfe_authorized(struct conn *c, const struct http_request *req)
     char user[256], pass[256];
     bool ok;
 
-    if (c->l->cfg->auth != CFG_AUTH_USERS)
+    if (c->lcfg->auth != CFG_AUTH_USERS)
         return true;
     h = http_find_header(req->headers, req->n_headers, "Proxy-Authorization");
     if (!h)
@@ -62,11 +69,25 @@ static bool hfe_authorized(struct conn *c, const struct http_request *req)
     return ok;
 }
 
-/* The origin request head waits here while the connect is in progress. */
-struct hfe_pending {
-    size_t len;
-    char data[];
+/* The HTTP front-end's state for one absolute-URI request (c->fe_data). */
+struct hfe {
+    struct http_body body; /* the request body still to forward */
+    char *req;             /* the origin request head, while connecting */
+    size_t req_len;
+    char *resp; /* the response head, until it is complete */
+    size_t resp_len;
 };
+
+static void hfe_free_data(struct conn *c)
+{
+    struct hfe *h = c->fe_data;
+    if (!h)
+        return;
+    free(h->req);
+    free(h->resp);
+    free(h);
+    c->fe_data = NULL;
+}
 
 static void hfe_on_data(struct conn *c)
 {
@@ -115,12 +136,11 @@ static void hfe_on_data(struct conn *c)
         conn_hs_consume(c, req->head_len);
         conn_hs_stop(c);
         hfe_set_state(c, HFE_CONNECTING);
-        c->http_abs = false;
         conn_connect(c, auth.host, auth.port);
         goto out;
     } else {
         struct http_uri uri;
-        struct hfe_pending *p;
+        struct hfe *h;
         size_t cap = req->head_len + 2 * req->n_headers + 512;
 
         r = http_parse_absolute_uri(req->target, &uri);
@@ -133,7 +153,13 @@ static void hfe_on_data(struct conn *c)
                       END_PROTOCOL);
             goto out;
         }
-        r = http_body_init(&c->body, req);
+        h = calloc(1, sizeof(*h));
+        if (!h) {
+            conn_close(c, END_NO_RESOURCES);
+            goto out;
+        }
+        c->fe_data = h;
+        r = http_body_init(&h->body, req);
         if (r == TD_EUNSUPPORTED) {
             hfe_error(c, 501, "unsupported transfer-coding", NULL, END_UNSUPPORTED);
             goto out;
@@ -142,22 +168,17 @@ static void hfe_on_data(struct conn *c)
             hfe_error(c, 400, "invalid message framing", NULL, END_PROTOCOL);
             goto out;
         }
-        p = malloc(sizeof(*p) + cap);
-        if (!p) {
+        h->req = malloc(cap);
+        if (!h->req) {
             conn_close(c, END_NO_RESOURCES);
             goto out;
         }
-        r = http_build_origin_request(req, &uri, p->data, cap);
+        r = http_build_origin_request(req, &uri, h->req, cap);
         if (r < 0) {
-            free(p);
             hfe_error(c, 431, "request header too large", NULL, END_PROTOCOL);
             goto out;
         }
-        p->len = (size_t)r;
-        free(c->resp);
-        c->resp = (char *)p; /* reused as the pending request until connected */
-        c->http_abs = true;
-        c->http_body_done = c->body.done;
+        h->req_len = (size_t)r;
         conn_hs_consume(c, req->head_len);
         conn_hs_stop(c);
         hfe_set_state(c, HFE_CONNECTING);
@@ -167,22 +188,124 @@ out:
     free(req);
 }
 
+/* The response head is rewritten once it is complete; 1xx heads are
+ * interim and the final one follows.  Returns 0, or TD_ECANCELED when the
+ * conn is closing, or a parse error. */
+static int hfe_response_head(struct conn *c, struct hfe *h, const uint8_t *p, size_t n)
+{
+    size_t max = HTTP_DEFAULT_MAX_HEAD;
+    struct http_response resp;
+    char *grown;
+    int r;
+
+    if (h->resp_len + n > max + 1)
+        n = max + 1 - h->resp_len;
+    grown = realloc(h->resp, h->resp_len + n);
+    if (!grown)
+        return TD_ENOMEM;
+    h->resp = grown;
+    memcpy(h->resp + h->resp_len, p, n);
+    h->resp_len += n;
+    for (;;) {
+        char *out;
+        size_t rest, cap;
+        r = http_parse_response(h->resp, h->resp_len, max, &resp);
+        if (r == TD_EAGAIN)
+            return 0;
+        if (r < 0)
+            return r;
+        cap = resp.head_len + 2 * resp.n_headers + 64;
+        out = malloc(cap);
+        if (!out)
+            return TD_ENOMEM;
+        r = http_build_client_response(&resp, out, cap);
+        if (r < 0) {
+            free(out);
+            return r;
+        }
+        r = conn_write_copy(c, SIDE_CLIENT, out, (size_t)r);
+        free(out);
+        if (r < 0 || c->state != CONN_RELAY)
+            return TD_ECANCELED;
+        rest = h->resp_len - resp.head_len;
+        memmove(h->resp, h->resp + resp.head_len, rest);
+        h->resp_len = rest;
+        if (resp.status >= 100 && resp.status < 200 && resp.status != 101)
+            continue;
+        /* The body passes untouched from now on. */
+        c->fe_filter &= ~(1u << SIDE_TARGET);
+        if (rest > 0 && conn_write_copy(c, SIDE_CLIENT, h->resp, rest) < 0)
+            return TD_ECANCELED;
+        free(h->resp);
+        h->resp = NULL;
+        h->resp_len = 0;
+        return 0;
+    }
+}
+
+static int hfe_filter(struct conn *c, int s, struct td_chunk *ch, size_t *off, size_t *len)
+{
+    struct hfe *h = c->fe_data;
+    size_t used = 0;
+    int r;
+
+    if (s == SIDE_TARGET) {
+        r = hfe_response_head(c, h, ch->data + *off, *len);
+        chunk_put(ch);
+        if (r == TD_ECANCELED || c->state != CONN_RELAY)
+            return 1;
+        if (r < 0) {
+            char page[1024];
+            int n = http_build_error(502, "the origin sent an invalid response", NULL, page,
+                                     sizeof(page));
+            LOG_INFO("http", "#%llu invalid response head from %s: %s", (unsigned long long)c->id,
+                     c->target_str, td_strerror(r));
+            if (n > 0)
+                conn_reply_and_close(c, page, (size_t)n, END_PROTOCOL);
+            else
+                conn_close(c, END_PROTOCOL);
+        }
+        return 1;
+    }
+    /* The client: exactly one request body goes on. */
+    r = http_body_feed(&h->body, ch->data + *off, *len, &used);
+    if (r < 0) {
+        chunk_put(ch);
+        LOG_INFO("http", "#%llu malformed request body from %s", (unsigned long long)c->id,
+                 c->client_str);
+        conn_close(c, END_PROTOCOL);
+        return TD_EPROTO;
+    }
+    *len = used;
+    if (r == 1) {
+        c->fe_filter &= ~(1u << SIDE_CLIENT);
+        conn_upload_done(c);
+    }
+    return 0;
+}
+
 static void hfe_on_connected(struct conn *c)
 {
     static const char established[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-    if (!c->http_abs) {
+    struct hfe *h = c->fe_data;
+
+    if (!h) {
         if (conn_write_copy(c, SIDE_CLIENT, established, sizeof(established) - 1) < 0)
             return;
     } else {
-        struct hfe_pending *p = (struct hfe_pending *)c->resp;
-        c->resp = NULL;
-        c->bytes_up += p->len;
-        if (conn_write_copy(c, SIDE_TARGET, p->data, p->len) < 0) {
-            free(p);
+        char *req = h->req;
+        c->bytes_up += h->req_len;
+        h->req = NULL;
+        if (conn_write_copy(c, SIDE_TARGET, req, h->req_len) < 0) {
+            free(req);
             return;
         }
-        free(p);
-        c->resp_head_pending = true;
+        free(req);
+        c->fe_filter = 1u << SIDE_TARGET;
+        if (h->body.done)
+            conn_upload_done(c);
+        else
+            c->fe_filter |= 1u << SIDE_CLIENT;
     }
     conn_start_relay(c);
 }
@@ -191,8 +314,6 @@ static void hfe_on_connect_failed(struct conn *c, int err)
 {
     char detail[512];
     int status = err == TD_ETIMEDOUT ? 504 : err == TD_EACCES ? 403 : 502;
-    free(c->resp);
-    c->resp = NULL;
     if (err == TD_EACCES)
         snprintf(detail, sizeof(detail), "%s is not allowed by this proxy's rules", c->target_str);
     else if (c->fail_detail[0])
@@ -202,26 +323,11 @@ static void hfe_on_connect_failed(struct conn *c, int err)
     hfe_error(c, status, detail, NULL, conn_end_reason(err));
 }
 
-const struct frontend frontend_http = {"http", hfe_on_data, hfe_on_connected,
-                                       hfe_on_connect_failed};
-
-/* Forward listeners have no handshake: the target is fixed. */
-static void fwd_on_data(struct conn *c)
-{
-    (void)c;
-}
-
-static void fwd_on_connected(struct conn *c)
-{
-    conn_start_relay(c);
-}
-
-static void fwd_on_connect_failed(struct conn *c, int err)
-{
-    LOG_INFO("conn", "#%llu forward %s -> %s: %s", (unsigned long long)c->id, c->client_str,
-             c->target_str, td_strerror(err));
-    conn_close(c, conn_end_reason(err));
-}
-
-const struct frontend frontend_forward = {"forward", fwd_on_data, fwd_on_connected,
-                                          fwd_on_connect_failed};
+const struct frontend frontend_http = {
+    .name = "http",
+    .on_data = hfe_on_data,
+    .on_connected = hfe_on_connected,
+    .on_connect_failed = hfe_on_connect_failed,
+    .filter = hfe_filter,
+    .free_data = hfe_free_data,
+};

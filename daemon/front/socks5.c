@@ -1,4 +1,6 @@
 /* SOCKS5 front-end (RFC 1928, RFC 1929). */
+#include "front/front.h"
+
 #include "core/conn.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -65,7 +67,7 @@ static void s5_request(struct conn *c, const struct socks5_request *req)
 
 static void s5_on_data(struct conn *c)
 {
-    bool want_auth = c->l->cfg->auth == CFG_AUTH_USERS;
+    bool want_auth = c->lcfg->auth == CFG_AUTH_USERS;
     uint8_t out[SOCKS5_MAX_MSG];
     size_t used, n;
     int r;
@@ -169,7 +171,7 @@ static void s5_on_connected(struct conn *c)
     conn_start_relay(c);
 }
 
-uint8_t socks5_rep_for_error(int err)
+static uint8_t s5_rep_for_error(int err)
 {
     switch (err) {
     case TD_ECONNREFUSED:
@@ -192,8 +194,12 @@ static void s5_on_connect_failed(struct conn *c, int err)
 {
     LOG_DEBUG("socks5", "#%llu %s -> %s: %s", (unsigned long long)c->id, c->client_str,
               c->target_str, td_strerror(err));
-    s5_fail(c, socks5_rep_for_error(err), conn_end_reason(err));
+    s5_fail(c, s5_rep_for_error(err), conn_end_reason(err));
 }
 
-const struct frontend frontend_socks5 = {"socks5", s5_on_data, s5_on_connected,
-                                         s5_on_connect_failed};
+const struct frontend frontend_socks5 = {
+    .name = "socks5",
+    .on_data = s5_on_data,
+    .on_connected = s5_on_connected,
+    .on_connect_failed = s5_on_connect_failed,
+};

@@ -22,6 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* One UDP flow of the extension: one destination (see td_udp_flow below). */
+struct jp_udp_flow;
+typedef void (*jp_udp_recv_cb)(void *arg, const uint8_t *p, size_t len);
+typedef void (*jp_udp_closed_cb)(void *arg);
+
 #define JPC_BACKOFF_MIN 250
 #define JPC_IDS         65536
 #define JPC_RBUF_MIN    (16 * 1024)
@@ -111,6 +116,7 @@ struct jp_client {
     uint32_t n_streams;
     struct td_queue waiting;
     uint64_t tunnels_opened;
+    uint64_t streams_total;
     struct jp_udp_flow **udp_by_id; /* association ids: their own space */
     uint32_t udp_next_id;
     uint32_t n_udp; /* associations with an id */
@@ -137,11 +143,6 @@ static void jpc_set_state(struct jp_client *cl, enum jpc_state st)
     LOG_TRACE("jproxy", "tunnel %s [%s] -> [%s]", cl->cfg->name, jpc_state_names[cl->state],
               jpc_state_names[st]);
     cl->state = st;
-}
-
-const char *jp_client_name(const struct jp_client *cl)
-{
-    return cl->cfg->name;
 }
 
 /* ---- streams ---------------------------------------------------------------- */
@@ -401,7 +402,7 @@ static const struct conn_target_ops jpc_ops = {
     jpc_op_write, jpc_op_pending, jpc_op_read_pause, jpc_op_shutdown, jpc_op_close,
 };
 
-void jp_client_open(struct jp_client *cl, struct conn *c, const char *host, uint16_t port)
+static void jp_client_open(struct jp_client *cl, struct conn *c, const char *host, uint16_t port)
 {
     struct jpc_stream *s;
 
@@ -420,6 +421,7 @@ void jp_client_open(struct jp_client *cl, struct conn *c, const char *host, uint
     jpc_addr_from_host(&s->addr, host, port);
     td_queue_insert_tail(&cl->waiting, &s->wait_node);
     cl->n_streams++;
+    cl->streams_total++;
     c->tops = &jpc_ops;
     c->tstream = s;
     /* The whole wait, tunnel included, is bounded by connect_timeout. */
@@ -432,7 +434,7 @@ void jp_client_open(struct jp_client *cl, struct conn *c, const char *host, uint
 
 /* ---- UDP flows (extension) ------------------------------------------------ */
 
-int jp_client_udp_supported(const struct jp_client *cl)
+static int jp_client_udp_supported(const struct jp_client *cl)
 {
     if (cl->state != JPC_UP)
         return -1;
@@ -502,9 +504,9 @@ static int jpu_associate(struct jp_client *cl, struct jp_udp_flow *f, bool quiet
     return 0;
 }
 
-struct jp_udp_flow *jp_client_udp_open(struct jp_client *cl, const char *host, uint16_t port,
-                                       jp_udp_recv_cb recv_cb, jp_udp_closed_cb closed_cb,
-                                       void *arg)
+static struct jp_udp_flow *jp_client_udp_open(struct jp_client *cl, const char *host, uint16_t port,
+                                              jp_udp_recv_cb recv_cb, jp_udp_closed_cb closed_cb,
+                                              void *arg)
 {
     struct jp_udp_flow *f;
     if (cl->state == JPC_STOPPED || (cl->state == JPC_UP && !cl->extensions))
@@ -529,7 +531,7 @@ struct jp_udp_flow *jp_client_udp_open(struct jp_client *cl, const char *host, u
     return f;
 }
 
-void jp_client_udp_send(struct jp_udp_flow *f, const uint8_t *p, size_t len)
+static void jp_client_udp_send(struct jp_udp_flow *f, const uint8_t *p, size_t len)
 {
     if (len > JP_PACKET_DATA_MAX)
         return; /* never split a datagram */
@@ -546,7 +548,7 @@ void jp_client_udp_send(struct jp_udp_flow *f, const uint8_t *p, size_t len)
     }
 }
 
-void jp_client_udp_close(struct jp_udp_flow *f)
+static void jp_client_udp_close(struct jp_udp_flow *f)
 {
     struct jp_client *cl = f->cl;
     if ((f->st == JPU_OPEN || f->st == JPU_ASSOCIATING) && f->id && cl->link_live &&
@@ -1101,7 +1103,8 @@ static int jpc_load_key(struct jp_client *cl)
     }
 }
 
-int jp_client_create(struct td_daemon *d, const struct cfg_tunnel *cfg, struct jp_client **out)
+static int jp_client_create(struct td_daemon *d, const struct cfg_tunnel *cfg,
+                            struct jp_client **out)
 {
     struct jp_client *cl = calloc(1, sizeof(*cl));
     int r;
@@ -1139,13 +1142,11 @@ int jp_client_create(struct td_daemon *d, const struct cfg_tunnel *cfg, struct j
     uv_timer_init(d->loop, &cl->health);
     cl->health.data = cl;
     td_queue_init(&cl->connecting);
-    /* Up front, so that the first request does not wait for a handshake. */
-    jpc_connect(cl);
     *out = cl;
     return 0;
 }
 
-void jp_client_shutdown(struct jp_client *cl)
+static void jp_client_shutdown(struct jp_client *cl)
 {
     enum jpc_state was = cl->state;
     jpc_set_state(cl, JPC_STOPPED);
@@ -1181,7 +1182,7 @@ void jp_client_shutdown(struct jp_client *cl)
     }
 }
 
-void jp_client_free(struct jp_client *cl)
+static void jp_client_free(struct jp_client *cl)
 {
     if (!cl)
         return;
@@ -1190,3 +1191,172 @@ void jp_client_free(struct jp_client *cl)
     free(cl->udp_by_id);
     free(cl);
 }
+
+/* ---- SOCKS5 UDP associations (struct td_udp_flow) ---------------------------
+ * The extension's UDP flows carry no address: each goes to one destination.
+ * A SOCKS5 association names a destination in every datagram, so it holds a
+ * flow per destination, up to JPC_UDP_DESTS, the least recently used making
+ * room; replies carry the destination they came from. */
+
+#define JPC_UDP_DESTS 16
+
+struct jpc_udp_dest {
+    struct td_udp_flow *owner;
+    struct jp_udp_flow *f;
+    struct socks5_addr dst; /* as the client named it; replies carry it */
+    uint64_t last_used;
+};
+
+struct td_udp_flow {
+    struct jp_client *cl;
+    const struct td_udp_cbs *cbs;
+    void *arg;
+    struct jpc_udp_dest dests[JPC_UDP_DESTS];
+};
+
+static bool jpc_addr_eq(const struct socks5_addr *a, const struct socks5_addr *b)
+{
+    if (a->atyp != b->atyp || a->port != b->port)
+        return false;
+    if (a->atyp == SOCKS5_ATYP_DOMAIN)
+        return strcmp(a->host, b->host) == 0;
+    return memcmp(a->ip, b->ip, a->atyp == SOCKS5_ATYP_IPV4 ? 4 : 16) == 0;
+}
+
+static void jpc_dest_recv(void *arg, const uint8_t *p, size_t len)
+{
+    struct jpc_udp_dest *de = arg;
+    struct td_udp_flow *u = de->owner;
+
+    de->last_used = uv_now(u->cl->d->loop);
+    u->cbs->recv(u->arg, &de->dst, p, len);
+}
+
+static void jpc_dest_drop(struct jpc_udp_dest *de)
+{
+    if (de->f)
+        jp_client_udp_close(de->f);
+    de->f = NULL;
+}
+
+/* The tunnel ended this destination's flow: the next datagram opens one. */
+static void jpc_dest_closed(void *arg)
+{
+    jpc_dest_drop(arg);
+}
+
+static struct td_udp_flow *jpc_udp_open(struct td_tunnel *t, const struct td_udp_cbs *cbs,
+                                        void *arg)
+{
+    struct jp_client *cl = t->impl;
+    struct td_udp_flow *u;
+
+    if (cl->state == JPC_STOPPED)
+        return NULL;
+    u = calloc(1, sizeof(*u));
+    if (!u)
+        return NULL;
+    u->cl = cl;
+    u->cbs = cbs;
+    u->arg = arg;
+    return u;
+}
+
+static int jpc_udp_send(struct td_udp_flow *u, const struct socks5_addr *dst, const uint8_t *p,
+                        size_t len)
+{
+    struct jpc_udp_dest *de = NULL, *lru = &u->dests[0];
+    char host[256];
+
+    for (int i = 0; i < JPC_UDP_DESTS; i++) {
+        struct jpc_udp_dest *x = &u->dests[i];
+        if (x->f && jpc_addr_eq(&x->dst, dst)) {
+            de = x;
+            break;
+        }
+        if (!x->f || (lru->f && x->last_used < lru->last_used))
+            lru = x;
+    }
+    if (!de) {
+        de = lru;
+        jpc_dest_drop(de);
+        de->owner = u;
+        de->dst = *dst;
+        socks5_addr_host(dst, host, sizeof(host));
+        de->f = jp_client_udp_open(u->cl, host, dst->port, jpc_dest_recv, jpc_dest_closed, de);
+        if (!de->f)
+            return TD_EIO;
+    }
+    de->last_used = uv_now(u->cl->d->loop);
+    jp_client_udp_send(de->f, p, len);
+    return 0;
+}
+
+static void jpc_udp_close(struct td_udp_flow *u)
+{
+    for (int i = 0; i < JPC_UDP_DESTS; i++)
+        jpc_dest_drop(&u->dests[i]);
+    free(u);
+}
+
+/* ---- the tunnel kind (struct td_tunnel_ops) ----------------------------------- */
+
+static int jpc_create(struct td_tunnel *t)
+{
+    return jp_client_create(t->d, t->cfg, (struct jp_client **)&t->impl);
+}
+
+/* Up front, so that the first request does not wait for a handshake. */
+static int jpc_start(struct td_tunnel *t)
+{
+    struct jp_client *cl = t->impl;
+    if (cl->state == JPC_DOWN)
+        jpc_connect(cl);
+    return 0;
+}
+
+static void jpc_open_stream(struct td_tunnel *t, struct conn *c, const char *host, uint16_t port)
+{
+    jp_client_open(t->impl, c, host, port);
+}
+
+static int jpc_udp_supported(struct td_tunnel *t)
+{
+    return jp_client_udp_supported(t->impl);
+}
+
+static void jpc_close(struct td_tunnel *t)
+{
+    jp_client_shutdown(t->impl);
+}
+
+static void jpc_free(struct td_tunnel *t)
+{
+    jp_client_free(t->impl);
+    t->impl = NULL;
+}
+
+static void jpc_stats(struct td_tunnel *t, struct td_tunnel_stats *out)
+{
+    struct jp_client *cl = t->impl;
+
+    memset(out, 0, sizeof(*out));
+    out->state = cl->state == JPC_UP ? "up" : jpc_state_names[cl->state];
+    out->streams = cl->n_streams;
+    out->links = cl->link_live ? 1 : 0;
+    out->links_opened = cl->tunnels_opened;
+    out->streams_total = cl->streams_total;
+}
+
+const struct td_tunnel_ops jp_tunnel_ops = {
+    .create = jpc_create,
+    .start = jpc_start,
+    .open_stream = jpc_open_stream,
+    .udp_supported = jpc_udp_supported,
+    .udp_open = jpc_udp_open,
+    .udp_send = jpc_udp_send,
+    .udp_close = jpc_udp_close,
+    .close = jpc_close,
+    .free = jpc_free,
+    .stats = jpc_stats,
+};

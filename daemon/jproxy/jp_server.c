@@ -167,16 +167,6 @@ static void jpa_close(struct jps_assoc *a, bool tell_client);
  * every association (the loop is single-threaded). */
 static uint8_t jps_udp_buf[64 * 1024];
 
-const char *jp_server_name(const struct jp_server *s)
-{
-    return s->cfg->name;
-}
-
-uint32_t jp_server_active(const struct jp_server *s)
-{
-    return s->n_tunnels;
-}
-
 /* ---- helpers ------------------------------------------------------------------------ */
 
 static void jps_count_fd(struct td_daemon *d, uv_handle_t *h)
@@ -1651,72 +1641,96 @@ static int jps_load_users(struct jp_server *srv)
 
 /* ---- life ------------------------------------------------------------------------------------ */
 
-int jp_server_start(struct td_daemon *d, const struct cfg_server *cfg, struct jp_server **out)
+/* ---- the server kind (struct td_server_ops) -------------------------------- */
+
+static int jps_create(struct td_server *ts)
 {
-    struct jp_server *srv;
+    struct jp_server *srv = calloc(1, sizeof(*srv));
     int r;
 
-    *out = NULL;
-    if (cfg->protocol != CFG_PROTO_JPROXY)
-        return TD_EINVAL;
-    srv = calloc(1, sizeof(*srv));
     if (!srv)
         return TD_ENOMEM;
-    srv->d = d;
-    srv->cfg = cfg;
+    srv->d = ts->d;
+    srv->cfg = ts->cfg;
     td_queue_init(&srv->tunnels);
+    ts->impl = srv;
     r = jps_load_users(srv);
-    if (r != 0)
-        goto fail;
-
-    {
-        struct td_acceptor_opts o;
-        memset(&o, 0, sizeof(o));
-        o.name = cfg->name;
-        o.what = "server";
-        o.kind = "jproxy";
-        o.listen = &cfg->listen;
-        o.accept_cb = jps_accept;
-        o.ud = srv;
-        o.fds_per_conn = 2; /* the tunnel and its first target */
-        r = td_acceptor_open(d, &srv->acc, &o);
-    }
-    if (r != 0)
-        goto fail;
-    *out = srv;
-    return 0;
-fail:
-    jp_server_stop_accepting(srv);
-    jp_server_free(srv);
     return r;
 }
 
-void jp_server_stop_accepting(struct jp_server *s)
+static int jps_start(struct td_server *ts)
 {
-    if (s)
-        td_acceptor_close(&s->acc);
+    struct jp_server *srv = ts->impl;
+    struct td_acceptor_opts o;
+
+    memset(&o, 0, sizeof(o));
+    o.name = srv->cfg->name;
+    o.what = "server";
+    o.kind = "jproxy";
+    o.listen = &srv->cfg->listen;
+    o.accept_cb = jps_accept;
+    o.ud = srv;
+    o.fds_per_conn = 2; /* the tunnel and its first target */
+    return td_acceptor_open(srv->d, &srv->acc, &o);
 }
 
-void jp_server_close_all(struct jp_server *s)
+/* The listening socket closes; tunnels already open carry on. */
+static void jps_stop_accepting(struct td_server *ts)
 {
+    struct jp_server *srv = ts->impl;
+    td_acceptor_close(&srv->acc);
+}
+
+/* Every tunnel closes now, with every stream and association on it. */
+static void jps_close(struct td_server *ts)
+{
+    struct jp_server *srv = ts->impl;
     struct td_queue *q, *next;
 
-    if (!s)
-        return;
     /* Closing never frees a tunnel synchronously (its handles close
      * asynchronously), so the list stays valid. */
-    for (q = s->tunnels.next; q != &s->tunnels; q = next) {
+    for (q = srv->tunnels.next; q != &srv->tunnels; q = next) {
         next = q->next;
         jpt_close(td_container_of(q, struct jps_tunnel, node), END_SHUTDOWN);
     }
 }
 
-void jp_server_free(struct jp_server *s)
+static uint32_t jps_active(struct td_server *ts)
 {
-    if (!s)
-        return;
-    for (size_t i = 0; i < s->n_users; i++)
-        jps_user_free(s->users[i]);
-    free(s->users);
-    free(s);
+    struct jp_server *srv = ts->impl;
+    return srv->n_tunnels;
 }
+
+/* After every tunnel is gone and the listener is closed. */
+static void jps_free(struct td_server *ts)
+{
+    struct jp_server *srv = ts->impl;
+
+    if (!srv)
+        return;
+    for (size_t i = 0; i < srv->n_users; i++)
+        jps_user_free(srv->users[i]);
+    free(srv->users);
+    free(srv);
+    ts->impl = NULL;
+}
+
+static void jps_stats(struct td_server *ts, struct td_server_stats *out)
+{
+    struct jp_server *srv = ts->impl;
+
+    memset(out, 0, sizeof(*out));
+    out->tunnels = srv->n_tunnels;
+    out->handshakes = srv->acc.n_hs;
+    out->tunnels_total = srv->next_id;
+}
+
+const struct td_server_ops jp_server_ops = {
+    .create = jps_create,
+    .start = jps_start,
+    .stop_accepting = jps_stop_accepting,
+    .close = jps_close,
+    .active = jps_active,
+    .free = jps_free,
+    .stats = jps_stats,
+};

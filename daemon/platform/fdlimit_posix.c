@@ -1,6 +1,6 @@
 /* Raise the soft RLIMIT_NOFILE to the hard limit and report it, so that the
  * daemon can budget descriptors instead of discovering EMFILE at accept(). */
-#include "core/daemon.h"
+#include "platform/platform.h"
 
 #include <sys/resource.h>
 

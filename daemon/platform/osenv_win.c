@@ -1,6 +1,6 @@
 /* Environment variables for the libraries we configure that way (libuv's
  * thread pool size). */
-#include "core/daemon.h"
+#include "platform/platform.h"
 
 #include <stdlib.h>
 

@@ -1,6 +1,6 @@
 /* Give up root once the listeners are bound and the log is open, so that a
  * compromise of the relay does not hand out the machine. */
-#include "core/daemon.h"
+#include "platform/platform.h"
 
 #include "util/error.h"
 #include "util/log.h"

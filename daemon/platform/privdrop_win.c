@@ -1,6 +1,6 @@
 /* On Windows the service account chosen at install time is the identity;
  * there is nothing to switch to at run time. */
-#include "core/daemon.h"
+#include "platform/platform.h"
 
 #include "util/log.h"
 

@@ -1,12 +1,12 @@
-/* ws_sock.h, POSIX: dup() the descriptor (close-on-exec, like libuv's). */
-#include "platform/sockdup.h"
+/* td_sock_dup(), POSIX: dup() the descriptor (close-on-exec, like libuv's). */
+#include "platform/platform.h"
 
 #include "util/error.h"
 
 #include <fcntl.h>
 #include <unistd.h>
 
-int ws_sock_dup(uv_tcp_t *tcp, lws_sockfd_type *out)
+int td_sock_dup(uv_tcp_t *tcp, uv_os_sock_t *out)
 {
     uv_os_fd_t fd;
     int nfd;

@@ -1,13 +1,13 @@
-/* ws_sock.h, Windows: WSADuplicateSocket to our own process gives a second
+/* td_sock_dup(), Windows: WSADuplicateSocket to our own process gives a second
  * SOCKET for the same connection. */
-#include "platform/sockdup.h"
+#include "platform/platform.h"
 
 #include "util/error.h"
 
 #include <winsock2.h>
 #include <windows.h>
 
-int ws_sock_dup(uv_tcp_t *tcp, lws_sockfd_type *out)
+int td_sock_dup(uv_tcp_t *tcp, uv_os_sock_t *out)
 {
     WSAPROTOCOL_INFOW info;
     uv_os_sock_t s;

@@ -88,11 +88,10 @@ struct wsc_dgm {
     uint8_t data[];
 };
 
-struct ws_udp_flow {
+struct td_udp_flow {
     struct ws_client *cl;
     struct wsc_tun *wt;
-    ws_udp_recv_cb recv_cb;
-    ws_udp_closed_cb closed_cb;
+    const struct td_udp_cbs *cbs;
     void *arg;
     bool open;  /* datagrams may be sent in-band */
     bool ended; /* closed_cb ran */
@@ -125,7 +124,7 @@ struct wsc_tun {
     struct wstan_addr first_addr;
     struct wsc_dgm *first_dgm; /* UDP: the datagram in the URI request */
     struct wsc_stream *s;      /* the user: at most one of s and u */
-    struct ws_udp_flow *u;
+    struct td_udp_flow *u;
     char why[160];
 };
 
@@ -155,20 +154,17 @@ struct ws_client {
 #ifdef TUNNELD_TEST_HOOKS
     bool test_break_hack; /* test hook: pretend lws laid out its buffer differently */
 #endif
-    uint64_t opened, reused;
+    uint64_t opened, reused, streams_total;
     bool budget_logged; /* "no descriptor for a WebSocket", once per episode */
 };
 
 static void wsc_tun_idle(struct wsc_tun *wt);
 static bool wsc_needs_resolve(const struct ws_client *cl);
 static void wsc_stream_start(struct wsc_stream *s, bool allow_pool);
-static void wsc_udp_ended(struct ws_udp_flow *u);
-static int wsc_udp_flush(struct ws_udp_flow *u);
-
-const char *ws_client_name(const struct ws_client *cl)
-{
-    return cl ? cl->cfg->name : "";
-}
+static void wsc_udp_ended(struct td_udp_flow *u);
+static int wsc_udp_flush(struct td_udp_flow *u);
+static void wsc_udp_deliver(struct td_udp_flow *u, const struct wstan_addr *src, const uint8_t *p,
+                            size_t len);
 
 static bool wsc_pool_enabled(const struct ws_client *cl)
 {
@@ -428,7 +424,7 @@ static void wsc_on_rst(struct wsc_tun *wt, const struct wstan_msg *m)
     size_t rl = m->reason_len, el = m->err_len;
 
     if (wt->u) {
-        struct ws_udp_flow *u = wt->u;
+        struct td_udp_flow *u = wt->u;
         wt->u = NULL;
         u->wt = NULL;
         wsc_udp_ended(u);
@@ -469,8 +465,8 @@ static void wsc_on_msg(struct ws_tun *t, const struct wstan_msg *m, const struct
     switch (step->action) {
     case WSTAN_ACT_DELIVER:
         if (m->cmd == WSTAN_DGM) {
-            if (wt->u && wt->u->recv_cb && m->has_addr)
-                wt->u->recv_cb(wt->u->arg, &m->addr, m->data, m->datalen);
+            if (wt->u && m->has_addr)
+                wsc_udp_deliver(wt->u, &m->addr, m->data, m->datalen);
             break;
         }
         if (m->cmd != WSTAN_DAT || !s)
@@ -610,7 +606,7 @@ static void wsc_tun_failed(struct wsc_tun *wt, const char *why)
 {
     struct ws_client *cl = wt->cl;
     struct wsc_stream *s = wt->s;
-    struct ws_udp_flow *u = wt->u;
+    struct td_udp_flow *u = wt->u;
 
     if (wt->failed)
         return;
@@ -645,7 +641,7 @@ static void wsc_on_closed(struct ws_tun *t, const char *why)
     struct wsc_tun *wt = ws_tun_ud(t);
     struct ws_client *cl = wt->cl;
     struct wsc_stream *s = wt->s;
-    struct ws_udp_flow *u = wt->u;
+    struct td_udp_flow *u = wt->u;
 
     wt->t = NULL;
     wt->st = WT_CLOSED;
@@ -1227,7 +1223,7 @@ static void wsc_stream_start(struct wsc_stream *s, bool allow_pool)
     s->st = WSR_OPENING;
 }
 
-void ws_client_open(struct ws_client *cl, struct conn *c, const char *host, uint16_t port)
+static void ws_client_open(struct ws_client *cl, struct conn *c, const char *host, uint16_t port)
 {
     struct wsc_stream *s;
 
@@ -1249,6 +1245,7 @@ void ws_client_open(struct ws_client *cl, struct conn *c, const char *host, uint
     }
     c->tops = &wsc_ops;
     c->tstream = s;
+    cl->streams_total++;
     /* The whole open, tunnel included, is bounded by connect_timeout. */
     conn_arm_timer(c, cl->d->cfg->limits.connect_timeout_ms);
     wsc_stream_start(s, true);
@@ -1256,17 +1253,16 @@ void ws_client_open(struct ws_client *cl, struct conn *c, const char *host, uint
 
 /* ---- UDP -------------------------------------------------------------------- */
 
-static void wsc_udp_ended(struct ws_udp_flow *u)
+static void wsc_udp_ended(struct td_udp_flow *u)
 {
     u->open = false;
     if (u->ended)
         return;
     u->ended = true;
-    if (u->closed_cb)
-        u->closed_cb(u->arg);
+    u->cbs->closed(u->arg);
 }
 
-static int wsc_udp_flush(struct ws_udp_flow *u)
+static int wsc_udp_flush(struct td_udp_flow *u)
 {
     int r = 0;
     for (int i = 0; i < u->nhold; i++) {
@@ -1279,18 +1275,17 @@ static int wsc_udp_flush(struct ws_udp_flow *u)
     return r;
 }
 
-struct ws_udp_flow *ws_client_udp_open(struct ws_client *cl, ws_udp_recv_cb recv_cb,
-                                       ws_udp_closed_cb closed_cb, void *arg)
+static struct td_udp_flow *ws_client_udp_open(struct ws_client *cl, const struct td_udp_cbs *cbs,
+                                              void *arg)
 {
-    struct ws_udp_flow *u;
+    struct td_udp_flow *u;
     if (cl->stopped)
         return NULL;
     u = calloc(1, sizeof(*u));
     if (!u)
         return NULL;
     u->cl = cl;
-    u->recv_cb = recv_cb;
-    u->closed_cb = closed_cb;
+    u->cbs = cbs;
     u->arg = arg;
     return u;
 }
@@ -1307,8 +1302,8 @@ static struct wsc_dgm *wsc_dgm_new(const struct wstan_addr *a, const uint8_t *p,
     return g;
 }
 
-int ws_client_udp_send(struct ws_udp_flow *f, const struct wstan_addr *dst, const uint8_t *p,
-                       size_t len)
+static int ws_client_udp_send(struct td_udp_flow *f, const struct wstan_addr *dst, const uint8_t *p,
+                              size_t len)
 {
     struct ws_client *cl = f->cl;
     struct wsc_tun *wt;
@@ -1363,7 +1358,7 @@ int ws_client_udp_send(struct ws_udp_flow *f, const struct wstan_addr *dst, cons
     return 0;
 }
 
-void ws_client_udp_close(struct ws_udp_flow *f)
+static void ws_client_udp_close(struct td_udp_flow *f)
 {
     struct wsc_tun *wt = f->wt;
     if (wt) {
@@ -1385,7 +1380,8 @@ static const char *const wsc_ca_bundles[] = {
     "/etc/ssl/cert.pem",                  /* Alpine, BSDs */
 };
 
-int ws_client_create(struct td_daemon *d, const struct cfg_tunnel *cfg, struct ws_client **out)
+static int ws_client_create(struct td_daemon *d, const struct cfg_tunnel *cfg,
+                            struct ws_client **out)
 {
     struct ws_client *cl;
     struct lws_context_creation_info info;
@@ -1483,7 +1479,7 @@ int ws_client_create(struct td_daemon *d, const struct cfg_tunnel *cfg, struct w
     return 0;
 }
 
-void ws_client_shutdown(struct ws_client *cl)
+static void ws_client_shutdown(struct ws_client *cl)
 {
     struct td_queue *q;
 
@@ -1520,7 +1516,7 @@ void ws_client_shutdown(struct ws_client *cl)
             wsc_stream_lost(s, TD_ECANCELED, "shutting down");
         }
         if (wt->u) {
-            struct ws_udp_flow *u = wt->u;
+            struct td_udp_flow *u = wt->u;
             wt->u = NULL;
             u->wt = NULL;
             wsc_udp_ended(u);
@@ -1530,7 +1526,7 @@ void ws_client_shutdown(struct ws_client *cl)
     }
 }
 
-void ws_client_free(struct ws_client *cl)
+static void ws_client_free(struct ws_client *cl)
 {
     if (!cl)
         return;
@@ -1542,3 +1538,98 @@ void ws_client_free(struct ws_client *cl)
     wstan_key_clear(&cl->key);
     free(cl);
 }
+
+/* ---- the tunnel kind (struct td_tunnel_ops) ------------------------------ */
+
+/* SOCKS5 and wstan name addresses the same way (IPv4, domain, IPv6). */
+static void wsc_addr_from_socks5(struct wstan_addr *a, const struct socks5_addr *s)
+{
+    memset(a, 0, sizeof(*a));
+    a->atyp = (enum wstan_atyp)s->atyp;
+    a->port = s->port;
+    if (s->atyp == SOCKS5_ATYP_DOMAIN) {
+        snprintf(a->host, sizeof(a->host), "%s", s->host);
+        a->hostlen = strlen(a->host);
+    } else {
+        memcpy(a->ip, s->ip, s->atyp == SOCKS5_ATYP_IPV4 ? 4 : 16);
+    }
+}
+
+static void wsc_udp_deliver(struct td_udp_flow *u, const struct wstan_addr *src, const uint8_t *p,
+                            size_t len)
+{
+    struct socks5_addr sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.atyp = (uint8_t)src->atyp;
+    sa.port = src->port;
+    if (src->atyp == WSTAN_ATYP_DOMAIN)
+        snprintf(sa.host, sizeof(sa.host), "%s", src->host);
+    else
+        memcpy(sa.ip, src->ip, src->atyp == WSTAN_ATYP_IPV4 ? 4 : 16);
+    u->cbs->recv(u->arg, &sa, p, len);
+}
+
+static int wsc_create(struct td_tunnel *t)
+{
+    return ws_client_create(t->d, t->cfg, (struct ws_client **)&t->impl);
+}
+
+static void wsc_open_stream(struct td_tunnel *t, struct conn *c, const char *host, uint16_t port)
+{
+    ws_client_open(t->impl, c, host, port);
+}
+
+static struct td_udp_flow *wsc_udp_open(struct td_tunnel *t, const struct td_udp_cbs *cbs,
+                                        void *arg)
+{
+    return ws_client_udp_open(t->impl, cbs, arg);
+}
+
+static int wsc_udp_send(struct td_udp_flow *f, const struct socks5_addr *dst, const uint8_t *p,
+                        size_t len)
+{
+    struct wstan_addr a;
+    wsc_addr_from_socks5(&a, dst);
+    return ws_client_udp_send(f, &a, p, len);
+}
+
+static void wsc_close(struct td_tunnel *t)
+{
+    ws_client_shutdown(t->impl);
+}
+
+static void wsc_free(struct td_tunnel *t)
+{
+    ws_client_free(t->impl);
+    t->impl = NULL;
+}
+
+static void wsc_stats(struct td_tunnel *t, struct td_tunnel_stats *out)
+{
+    struct ws_client *cl = t->impl;
+    const struct td_queue *q;
+
+    memset(out, 0, sizeof(*out));
+    out->state = cl->stopped ? "stopped" : "up";
+    for (q = cl->tuns.next; q != &cl->tuns; q = q->next) {
+        const struct wsc_tun *wt = td_container_of(q, struct wsc_tun, node);
+        out->links++;
+        if (wt->s || wt->u)
+            out->streams++;
+    }
+    out->pooled = cl->n_pool;
+    out->links_opened = cl->opened;
+    out->streams_total = cl->streams_total;
+}
+
+const struct td_tunnel_ops ws_tunnel_ops = {
+    .create = wsc_create,
+    .open_stream = wsc_open_stream,
+    .udp_open = wsc_udp_open,
+    .udp_send = wsc_udp_send,
+    .udp_close = ws_client_udp_close,
+    .close = wsc_close,
+    .free = wsc_free,
+    .stats = wsc_stats,
+};

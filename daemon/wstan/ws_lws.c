@@ -6,9 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Ours, hung on the context as its user pointer. */
+/* The wstan kind's daemon-wide state (d->proto_state[CFG_PROTO_WSTAN]). */
 struct ws_lws {
     struct td_daemon *d;
+    struct lws_context *ctx;
+    bool stopped;    /* the first lws_context_destroy() ran, or never to be made */
     uint64_t socks;  /* connection sockets lws holds for us */
     bool stopping;   /* ws_lws_stop() ran: destroy when socks is 0 */
     bool timer_open; /* stop_timer initialised and not closed */
@@ -17,9 +19,24 @@ struct ws_lws {
 
 static void ws_lws_on_stop_timer(uv_timer_t *t);
 
-static struct ws_lws *ws_lws_state(const struct td_daemon *d)
+static struct ws_lws *ws_lws_get(struct td_daemon *d, bool make)
 {
-    return d->lws ? lws_context_user(d->lws) : NULL;
+    struct ws_lws *st = d->proto_state[CFG_PROTO_WSTAN];
+    if (!st && make) {
+        st = calloc(1, sizeof(*st));
+        if (st) {
+            st->d = d;
+            d->proto_state[CFG_PROTO_WSTAN] = st;
+        }
+    }
+    return st;
+}
+
+/* The state, when a context exists. */
+static struct ws_lws *ws_lws_state(struct td_daemon *d)
+{
+    struct ws_lws *st = ws_lws_get(d, false);
+    return st && st->ctx ? st : NULL;
 }
 
 static void ws_lws_log(int level, const char *line)
@@ -47,21 +64,19 @@ static void ws_lws_log(int level, const char *line)
 struct lws_context *ws_lws_context(struct td_daemon *d)
 {
     struct lws_context_creation_info info;
-    struct ws_lws *st;
+    struct ws_lws *st = ws_lws_get(d, true);
     void *loops[1];
 
-    if (d->lws)
-        return d->lws;
-    if (d->lws_stopped)
+    if (!st)
+        return NULL;
+    if (st->ctx)
+        return st->ctx;
+    if (st->stopped)
         return NULL;
     /* lws's own notices are mostly connection noise: errors and warnings
      * only, and only at debug level for the rest. */
     lws_set_log_level(LLL_ERR | LLL_WARN | (td_log_level_current >= TD_LOG_DEBUG ? LLL_NOTICE : 0),
                       ws_lws_log);
-    st = calloc(1, sizeof(*st));
-    if (!st)
-        return NULL;
-    st->d = d;
     memset(&info, 0, sizeof(info));
     info.user = st;
     loops[0] = d->loop;
@@ -73,13 +88,11 @@ struct lws_context *ws_lws_context(struct td_daemon *d)
     info.max_http_header_data2 = WS_LWS_MAX_HEADER;
     info.max_http_header_pool = WS_LWS_HEADER_POOL;
     info.timeout_secs = 10;
-    d->lws = lws_create_context(&info);
-    if (!d->lws) {
-        free(st);
+    st->ctx = lws_create_context(&info);
+    if (!st->ctx)
         LOG_ERROR("ws", "cannot create the libwebsockets context (is the libuv event plugin, "
                         "libwebsockets-evlib-uv, installed?)");
-    }
-    return d->lws;
+    return st->ctx;
 }
 
 void ws_lws_vhost_info(struct lws_context_creation_info *info)
@@ -113,7 +126,7 @@ void ws_lws_sock_closed(struct td_daemon *d)
         d->fds_in_use--;
     /* The last close of a stop: tear down from the loop, never from inside
      * the lws callback that reported it. */
-    if (st->stopping && st->socks == 0 && st->timer_open && !d->lws_stopped)
+    if (st->stopping && st->socks == 0 && st->timer_open && !st->stopped)
         uv_timer_start(&st->stop_timer, ws_lws_on_stop_timer, 0, 0);
     daemon_fds_freed(d);
 }
@@ -121,28 +134,28 @@ void ws_lws_sock_closed(struct td_daemon *d)
 static void ws_lws_on_stop_timer(uv_timer_t *t)
 {
     struct ws_lws *st = t->data;
-    struct td_daemon *d = st->d;
-
     if (st->socks > 0)
         LOG_DEBUG("ws", "%llu WebSocket(s) still closing after %d ms: dropping them",
                   (unsigned long long)st->socks, WS_LWS_CLOSE_GRACE_MS);
     st->timer_open = false;
     uv_close((uv_handle_t *)&st->stop_timer, NULL);
-    if (!d->lws_stopped) {
-        d->lws_stopped = true;
-        lws_context_destroy(d->lws);
+    if (!st->stopped) {
+        st->stopped = true;
+        lws_context_destroy(st->ctx);
     }
 }
 
 void ws_lws_stop(struct td_daemon *d)
 {
-    struct ws_lws *st = ws_lws_state(d);
+    struct ws_lws *st = ws_lws_get(d, true);
 
-    if (!st) {
-        d->lws_stopped = true; /* and never created from now on */
+    if (!st)
+        return;
+    if (!st->ctx) {
+        st->stopped = true; /* and never created from now on */
         return;
     }
-    if (st->stopping || d->lws_stopped)
+    if (st->stopping || st->stopped)
         return;
     st->stopping = true;
     /* The close frames the tunnels queued go out on later loop turns: lws
@@ -155,21 +168,23 @@ void ws_lws_stop(struct td_daemon *d)
 
 void ws_lws_free(struct td_daemon *d)
 {
-    struct ws_lws *st = ws_lws_state(d);
+    struct ws_lws *st = ws_lws_get(d, false);
 
-    if (!d->lws)
+    if (!st)
         return;
-    if (st->timer_open) {
-        st->timer_open = false;
-        uv_close((uv_handle_t *)&st->stop_timer, NULL);
+    d->proto_state[CFG_PROTO_WSTAN] = NULL;
+    if (st->ctx) {
+        if (st->timer_open) {
+            st->timer_open = false;
+            uv_close((uv_handle_t *)&st->stop_timer, NULL);
+        }
+        if (!st->stopped) {
+            lws_context_destroy(st->ctx);
+            st->stopped = true;
+        }
+        uv_run(d->loop, UV_RUN_DEFAULT);
+        lws_context_destroy(st->ctx);
+        uv_run(d->loop, UV_RUN_DEFAULT);
     }
-    if (!d->lws_stopped) {
-        lws_context_destroy(d->lws);
-        d->lws_stopped = true;
-    }
-    uv_run(d->loop, UV_RUN_DEFAULT);
-    lws_context_destroy(d->lws);
-    uv_run(d->loop, UV_RUN_DEFAULT);
-    d->lws = NULL;
     free(st);
 }

@@ -28,7 +28,7 @@
 #include "core/queue.h"
 #include "core/resolve.h"
 #include "wstan/ws_lws.h"
-#include "platform/sockdup.h"
+#include "platform/platform.h"
 #include "wstan/ws_tunnel.h"
 #include "proto/wstan.h"
 
@@ -166,16 +166,6 @@ struct ws_server {
 
 static int wss_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                         size_t len);
-
-const char *ws_server_name(const struct ws_server *s)
-{
-    return s ? s->cfg->name : "";
-}
-
-uint32_t ws_server_active(const struct ws_server *s)
-{
-    return s ? s->n_active : 0;
-}
 
 static double wss_now(void)
 {
@@ -1002,7 +992,8 @@ static void wss_hs_adopt(struct wss_hs *hs, struct wss_hello *h, const char *ws_
     struct ws_server *srv = hs->srv;
     struct wss_adopt *a = calloc(1, sizeof(*a));
     char head[512], peer[64];
-    int n, fd;
+    uv_os_sock_t fd;
+    int n;
     uint64_t id;
     struct lws *wsi;
 
@@ -1027,7 +1018,7 @@ static void wss_hs_adopt(struct wss_hs *hs, struct wss_hello *h, const char *ws_
                  "\r\n",
                  (unsigned long long)a->id, srv->cfg->name, (int)ws_key_len, ws_key,
                  h->want_ack ? "Sec-WebSocket-Protocol: " WSS_PROTO "\r\n" : "");
-    if (n < 0 || (size_t)n >= sizeof(head) || ws_sock_dup(&hs->tcp, &fd) != 0) {
+    if (n < 0 || (size_t)n >= sizeof(head) || td_sock_dup(&hs->tcp, &fd) != 0) {
         wss_hello_free(&a->hello);
         free(a);
         wss_hs_reply(hs, wss_400, "cannot hand the connection over");
@@ -1043,7 +1034,7 @@ static void wss_hs_adopt(struct wss_hs *hs, struct wss_hello *h, const char *ws_
     wss_hs_close(hs, true);
     id = a->id;
     snprintf(peer, sizeof(peer), "%s", a->hello.peer);
-    wsi = lws_adopt_socket_vhost_readbuf(srv->vh, fd, head, (size_t)n);
+    wsi = lws_adopt_socket_vhost_readbuf(srv->vh, (lws_sockfd_type)fd, head, (size_t)n);
     td_wipe(head, sizeof(head)); /* lws has its own copy */
     if (srv->adopt_fd_pending) {
         /* lws failed before the socket became a connection, and closed it. */
@@ -1498,36 +1489,48 @@ static int wss_load_keys(struct ws_server *srv)
     return 0;
 }
 
-int ws_server_start(struct td_daemon *d, const struct cfg_server *cfg, struct ws_server **out)
+/* ---- the server kind (struct td_server_ops) ------------------------------ */
+
+static int wss_create(struct td_server *ts)
 {
-    struct ws_server *srv;
-    struct lws_context *ctx;
-    struct lws_context_creation_info info;
-    char hp[300];
+    struct ws_server *srv = calloc(1, sizeof(*srv));
     int r;
 
-    *out = NULL;
-    srv = calloc(1, sizeof(*srv));
     if (!srv)
         return TD_ENOMEM;
-    srv->d = d;
-    srv->cfg = cfg;
+    srv->d = ts->d;
+    srv->cfg = ts->cfg;
     td_queue_init(&srv->handshakes);
     td_queue_init(&srv->adopting);
     td_queue_init(&srv->sessions);
-    snprintf(srv->path, sizeof(srv->path), "%s", cfg->path ? cfg->path : "/");
+    snprintf(srv->path, sizeof(srv->path), "%s", srv->cfg->path ? srv->cfg->path : "/");
+    ts->impl = srv;
     r = wss_load_keys(srv);
     if (r != 0)
-        goto fail;
-    r = wstan_replay_init(&srv->replay, WSS_REPLAY_CAP, (double)cfg->timestamp_window_ms / 1000.0);
+        return r;
+    r = wstan_replay_init(&srv->replay, WSS_REPLAY_CAP,
+                          (double)srv->cfg->timestamp_window_ms / 1000.0);
     if (r != 0)
-        goto fail;
+        return r;
     srv->replay_ok = true;
+    return 0;
+}
+
+/* Bind and start accepting.  Logs "server NAME (wstan) listening on
+ * ADDR:PORT" with the real port. */
+static int wss_start(struct td_server *ts)
+{
+    struct ws_server *srv = ts->impl;
+    const struct cfg_server *cfg = srv->cfg;
+    struct td_daemon *d = srv->d;
+    struct lws_context_creation_info info;
+    struct td_acceptor_opts o;
+    struct lws_context *ctx;
+    char hp[300];
+
     ctx = ws_lws_context(d);
-    if (!ctx) {
-        r = TD_EIO;
-        goto fail;
-    }
+    if (!ctx)
+        return TD_EIO;
     td_hostport_format(hp, sizeof(hp), cfg->listen.host, cfg->listen.port);
     srv->protocols[0].name = WSS_PROTO;
     srv->protocols[0].callback = wss_callback;
@@ -1550,8 +1553,7 @@ int ws_server_start(struct td_daemon *d, const struct cfg_server *cfg, struct ws
     if (!srv->vh) {
         LOG_ERROR("main", "server %s: cannot create the WebSocket %s on %s", cfg->name,
                   cfg->tls_cert ? "listener (check tls.cert and tls.key)" : "service", hp);
-        r = TD_EIO;
-        goto fail;
+        return TD_EIO;
     }
     srv->accepting = true;
     if (cfg->tls_cert) {
@@ -1562,45 +1564,41 @@ int ws_server_start(struct td_daemon *d, const struct cfg_server *cfg, struct ws
                  td_hostport_format(hp, sizeof(hp), cfg->listen.host,
                                     (uint16_t)lws_get_vhost_listen_port(srv->vh)));
         LOG_INFO("main", "server %s (wstan) listening on %s", cfg->name, srv->addr);
-        *out = srv;
         return 0;
     }
-    {
-        struct td_acceptor_opts o;
-        memset(&o, 0, sizeof(o));
-        o.name = cfg->name;
-        o.what = "server";
-        o.kind = "wstan";
-        o.listen = &cfg->listen;
-        o.accept_cb = wss_accept;
-        o.ud = srv;
-        o.fds_per_conn = 3; /* the socket, its copy for lws, and the target */
-        r = td_acceptor_open(d, &srv->acc, &o);
-    }
-    if (r != 0)
-        goto fail;
-    *out = srv;
-    return 0;
-fail:
-    ws_server_stop_accepting(srv);
-    *out = srv; /* freed by the daemon with the rest */
-    return r;
+    memset(&o, 0, sizeof(o));
+    o.name = cfg->name;
+    o.what = "server";
+    o.kind = "wstan";
+    o.listen = &cfg->listen;
+    o.accept_cb = wss_accept;
+    o.ud = srv;
+    o.fds_per_conn = 3; /* the socket, its copy for lws, and the target */
+    return td_acceptor_open(d, &srv->acc, &o);
 }
 
-void ws_server_stop_accepting(struct ws_server *srv)
+/* No new connections; handshakes in progress are refused. */
+static void wss_stop_accepting(struct td_server *ts)
 {
+    struct ws_server *srv = ts->impl;
     struct td_queue *q;
 
-    if (!srv)
-        return;
     srv->accepting = false;
     td_acceptor_close(&srv->acc);
-    /* Handshakes in progress are refused; idle tunnels close now. */
     for (q = srv->handshakes.next; q != &srv->handshakes;) {
         struct wss_hs *hs = td_container_of(q, struct wss_hs, node);
         q = q->next;
         wss_hs_close(hs, true);
     }
+}
+
+/* Idle tunnels close now; tunnels in use finish (daemon_server_gone() is
+ * called as each one ends) and close once idle (wss_on_msg). */
+static void wss_drain(struct td_server *ts)
+{
+    struct ws_server *srv = ts->impl;
+    struct td_queue *q;
+
     for (q = srv->sessions.next; q != &srv->sessions; q = q->next) {
         struct wss_sess *s = td_container_of(q, struct wss_sess, node);
         if (s->t && ws_tun_state(s->t) == WSTAN_IDLE)
@@ -1608,11 +1606,12 @@ void ws_server_stop_accepting(struct ws_server *srv)
     }
 }
 
-void ws_server_close_all(struct ws_server *srv)
+/* Every tunnel closes now (drain deadline, second signal). */
+static void wss_close(struct td_server *ts)
 {
+    struct ws_server *srv = ts->impl;
     struct td_queue *q;
-    if (!srv)
-        return;
+
     for (q = srv->sessions.next; q != &srv->sessions; q = q->next) {
         struct wss_sess *s = td_container_of(q, struct wss_sess, node);
         if (s->t)
@@ -1620,8 +1619,17 @@ void ws_server_close_all(struct ws_server *srv)
     }
 }
 
-void ws_server_free(struct ws_server *srv)
+/* WebSocket connections open (handshaking, idle or in use). */
+static uint32_t wss_active(struct td_server *ts)
 {
+    struct ws_server *srv = ts->impl;
+    return srv->n_active;
+}
+
+static void wss_free(struct td_server *ts)
+{
+    struct ws_server *srv = ts->impl;
+
     if (!srv)
         return;
     while (!td_queue_empty(&srv->adopting)) {
@@ -1638,4 +1646,26 @@ void ws_server_free(struct ws_server *srv)
     if (srv->replay_ok)
         wstan_replay_free(&srv->replay);
     free(srv);
+    ts->impl = NULL;
 }
+
+static void wss_stats(struct td_server *ts, struct td_server_stats *out)
+{
+    struct ws_server *srv = ts->impl;
+
+    memset(out, 0, sizeof(*out));
+    out->tunnels = srv->n_active;
+    out->handshakes = srv->acc.n_hs;
+    out->tunnels_total = srv->next_id;
+}
+
+const struct td_server_ops ws_server_ops = {
+    .create = wss_create,
+    .start = wss_start,
+    .stop_accepting = wss_stop_accepting,
+    .drain = wss_drain,
+    .close = wss_close,
+    .active = wss_active,
+    .free = wss_free,
+    .stats = wss_stats,
+};

@@ -85,8 +85,9 @@ static void test_parse_bad(void **state)
         "tunneld-control=\n\n",
         "tunneld-control=1\r\ncommand=status\n\n", /* CR */
         "tunneld-control=1\nkey=va\rl\n\n",
-        "tunneld-control=1\n"
-        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa=1\n\n", /* key > 64 */
+        /* a key of 65 bytes */
+        ("tunneld-control=1\n"
+         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa=1\n\n"),
     };
     struct ctl_msg msg;
 

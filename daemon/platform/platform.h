@@ -1,0 +1,28 @@
+/* daemon/platform/: what differs between operating systems, one header with
+ * an implementation per platform (*_posix.c or *_win.c, picked by CMake):
+ * the descriptor limit, dropping privileges, environment defaults for the
+ * libraries, and duplicating a socket for libwebsockets.  It depends on
+ * nothing of the daemon's own, so every other folder may call it.  The
+ * process entry points (signals, the Windows service) are daemon/main_*.c. */
+#ifndef TD_PLATFORM_H_
+#define TD_PLATFORM_H_
+
+#include <stdint.h>
+#include <uv.h>
+
+/* Raise the soft RLIMIT_NOFILE as far as allowed and return the limit, so
+ * that the daemon can budget descriptors (fdlimit_*.c). */
+uint64_t fdlimit_raise(void);
+
+/* Switch to this user (and its groups) after binding; NULL keeps the
+ * identity.  Returns 0 or TD_E* (logged). (privdrop_*.c) */
+int privdrop(const char *user);
+
+/* Set an environment variable unless it is set already (osenv_*.c). */
+void osenv_set_default(const char *name, const char *value);
+
+/* A second descriptor for tcp's socket, for another library to own after
+ * our handle is closed (sockdup_*.c).  Returns 0 or TD_E*. */
+int td_sock_dup(uv_tcp_t *tcp, uv_os_sock_t *out);
+
+#endif
