@@ -30,7 +30,6 @@
 #define CFG_KEEP_ERRORS  10000 /* collected, before sorting and cutting */
 #define CFG_MAX_FIELDS   16
 #define CFG_KEYPATH_MAX  256
-#define CFG_NAME_MAX     64
 #define CFG_PATH_MAX     4096
 #define CFG_PASSWORD_MAX 255 /* RFC 1929 PLEN */
 #define CFG_VALUE_SHOW   64  /* bytes of a bad value quoted in a message */

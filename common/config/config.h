@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #define TD_CONFIG_VERSION  1
+#define CFG_NAME_MAX       64 /* names of users, listeners, tunnels, servers */
 #define TD_CONFIG_MAX_FILE (4u * 1024 * 1024)
 
 enum cfg_listener_type {

@@ -80,7 +80,9 @@ struct jps_tunnel {
     bool extensions;
     bool link_live; /* jp_link_start succeeded and on_closed has not run */
     struct jp_link link;
-    const struct jps_user *user;
+    /* Who logged in, copied: the control plane may swap the user table
+     * while the tunnel runs.  (As struct jps_user's label.) */
+    char user[128];
     struct jp_idmap streams, assocs;
     struct td_queue all_streams, all_assocs;
     uint32_t n_streams, n_assocs; /* alive, counted against max_streams */
@@ -1043,7 +1045,7 @@ static void jpt_log_summary(struct jps_tunnel *t)
     LOG_INFO("jproxy",
              "server %s tunnel #%llu closed peer=%s user=%s streams=%llu up=%llu down=%llu "
              "duration=%llu.%03llus end=%s",
-             t->srv->cfg->name, (unsigned long long)t->id, t->peer, t->user ? t->user->label : "-",
+             t->srv->cfg->name, (unsigned long long)t->id, t->peer, t->user[0] ? t->user : "-",
              (unsigned long long)t->streams_total, (unsigned long long)t->up,
              (unsigned long long)t->down, (unsigned long long)(ms / 1000),
              (unsigned long long)(ms % 1000), t->end_reason ? t->end_reason : END_ERROR);
@@ -1306,7 +1308,7 @@ static void jpt_login(struct jps_tunnel *t, size_t used)
         jpt_reject(t, rej, sizeof(rej), END_AUTH);
         goto wipe;
     }
-    t->user = u;
+    snprintf(t->user, sizeof(t->user), "%s", u->label);
     /* jp_login_accept only reads the public key (mbedTLS wants it mutable). */
     r = jp_login_accept((struct td_pk *)&u->u.pub, key, reply);
     if (r != 0) {

@@ -57,7 +57,10 @@ struct wss_key {
 
 /* What a handshake that passed every check leaves for the WebSocket. */
 struct wss_hello {
-    const struct wss_key *key;
+    /* Copies, not pointers into the key table: the control plane may swap
+     * the table while this handshake waits for lws, or its session runs. */
+    struct wstan_key key;
+    char user[CFG_NAME_MAX + 1]; /* "" for the server's own keys */
     uint8_t nc[WSTAN_NONCE_LEN], ns[WSTAN_NONCE_LEN];
     bool tls_mode;
     bool want_ack;
@@ -110,7 +113,7 @@ struct wss_sess {
     uint64_t id;
     int refs; /* the tunnel, write requests, UDP handles, the idle timer */
     char peer[64];
-    const char *user;
+    char user[CFG_NAME_MAX + 1]; /* "" for an anonymous key */
     char label[160];
     uint64_t start_ms;
     uint64_t up, down, requests;
@@ -287,7 +290,8 @@ static int wss_check_in(struct ws_server *srv, const struct wss_head *hd, bool t
         if (r != 0)
             return r;
     }
-    out->key = found;
+    out->key = found->k;
+    snprintf(out->user, sizeof(out->user), "%s", found->user ? found->user : "");
     out->up_used = flen - WSTAN_TAG_LEN;
     out->first = m.cmd;
     if (m.has_addr)
@@ -826,7 +830,7 @@ static void wss_on_closed(struct ws_tun *t, const char *why)
     LOG_INFO("ws",
              "server %s: tunnel #%llu from %s closed user=%s requests=%llu up=%llu down=%llu "
              "duration=%.3fs end=%s",
-             srv->cfg->name, (unsigned long long)s->id, s->peer, s->user ? s->user : "-",
+             srv->cfg->name, (unsigned long long)s->id, s->peer, s->user[0] ? s->user : "-",
              (unsigned long long)s->requests, (unsigned long long)s->up,
              (unsigned long long)s->down, (double)(now - s->start_ms) / 1000.0, why);
     srv->n_active--;
@@ -883,14 +887,14 @@ static struct wss_sess *wss_sess_start(struct ws_server *srv, struct lws *wsi, s
     s->srv = srv;
     s->id = ++srv->next_id;
     s->refs = 1;
-    s->user = h->key->user;
+    snprintf(s->user, sizeof(s->user), "%s", h->user);
     s->start_ms = uv_now(srv->d->loop);
     snprintf(s->peer, sizeof(s->peer), "%s", h->peer);
     snprintf(s->label, sizeof(s->label), "server %s tunnel #%llu peer=%s", srv->cfg->name,
              (unsigned long long)s->id, s->peer);
     memset(&p, 0, sizeof(p));
     p.role = WSTAN_SERVER;
-    p.key = &h->key->k;
+    p.key = &h->key;
     p.nc = h->nc;
     p.ns = h->ns;
     p.tls_mode = h->tls_mode;
@@ -912,7 +916,7 @@ static struct wss_sess *wss_sess_start(struct ws_server *srv, struct lws *wsi, s
     s->refs++;
     wss_touch(s);
     uv_timer_start(&s->idle, wss_on_idle, srv->d->cfg->limits.idle_timeout_ms, 0);
-    LOG_DEBUG("ws", "%s: open user=%s", s->label, s->user ? s->user : "-");
+    LOG_DEBUG("ws", "%s: open user=%s", s->label, s->user[0] ? s->user : "-");
     if (h->first == WSTAN_REQ)
         wss_connect(s, &h->addr, h->data, h->datalen);
     else if (h->first == WSTAN_DGM)
