@@ -28,9 +28,8 @@ static void on_signal(uv_signal_t *h, int signum)
         daemon_request(d, DAEMON_REQ_REOPEN_LOGS);
         break;
     case SIGHUP:
-        /* Reloading arrives with the control plane; until then a HUP from a
-         * closing terminal must not kill the daemon. */
-        LOG_INFO("main", "SIGHUP ignored: live reload is not supported yet");
+        LOG_INFO("main", "received SIGHUP: reloading the configuration");
+        daemon_request(d, DAEMON_REQ_RELOAD);
         break;
     default:
         break;

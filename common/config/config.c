@@ -2028,6 +2028,14 @@ static const struct cfg_field cfg_control_fields[] = {
     {.key = "group", .fn = cfg_f_name, .off = offsetof(struct cfg_control, group)},
 };
 
+static const struct cfg_field cfg_metrics_fields[] = {
+    {.key = "listen",
+     .fn = cfg_f_hostport,
+     .required = true,
+     .off = offsetof(struct cfg_metrics, listen),
+     .min = 1},
+};
+
 #define CFG_LIMIT_DURATION(k, field, lo)                                                           \
     {                                                                                              \
         .key = k, .fn = cfg_f_duration, .off = offsetof(struct cfg_limits, field), .min = (lo),    \
@@ -2086,6 +2094,11 @@ static const struct cfg_field cfg_root_fields[] = {
      .off = offsetof(struct td_config, control),
      .sub = cfg_control_fields,
      .nsub = CFG_ARRAY_SIZE(cfg_control_fields)},
+    {.key = "metrics",
+     .fn = cfg_f_section,
+     .off = offsetof(struct td_config, metrics),
+     .sub = cfg_metrics_fields,
+     .nsub = CFG_ARRAY_SIZE(cfg_metrics_fields)},
     {.key = "user", .fn = cfg_f_name, .off = offsetof(struct td_config, user)},
     {.key = "state_dir",
      .fn = cfg_f_path,

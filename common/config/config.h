@@ -159,6 +159,11 @@ struct cfg_control {
     char *group;  /* NULL when not set */
 };
 
+/* "metrics:": the counters in the Prometheus text format over HTTP. */
+struct cfg_metrics {
+    struct td_hostport listen; /* listen.host[0] == '\0': no metrics */
+};
+
 /* A loaded config is immutable and reference-counted: a reload loads a new
  * one and swaps it in, while every live object that keeps pointers into the
  * old one (a connection's listener entry, a tunnel's or a server's entry, a
@@ -172,6 +177,7 @@ struct td_config {
     int version;
     struct cfg_log log;
     struct cfg_control control;
+    struct cfg_metrics metrics;
     char *state_dir; /* default /var/lib/tunneld */
     char *user;      /* POSIX: switch to this user after binding; NULL keeps the identity */
     struct cfg_limits limits;

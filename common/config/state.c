@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define ST_MAGIC "tunneld-state"
 
@@ -291,6 +292,12 @@ size_t td_state_expire(struct td_state *st, uint64_t now)
         }
     }
     return n;
+}
+
+uint64_t td_state_now(void)
+{
+    time_t t = time(NULL);
+    return t > 0 ? (uint64_t)t : 0;
 }
 
 int td_state_path(const char *dir, const char *name, char *out, size_t cap)

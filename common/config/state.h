@@ -71,6 +71,9 @@ size_t td_state_expire(struct td_state *st, uint64_t now);
  * jproxy: 64 hex digits)? */
 bool td_state_secret_valid(enum cfg_protocol proto, const char *secret);
 
+/* Seconds since the Unix epoch (the state's clock). */
+uint64_t td_state_now(void);
+
 /* Files.  td_state_load() of a directory without a state file gives an empty
  * state.  Paths are built as described above. */
 int td_state_load(const char *dir, struct td_state *out, char *why, size_t whycap);

@@ -8,6 +8,7 @@
 #include "util/error.h"
 #include "util/log.h"
 #include "core/netutil.h"
+#include "core/stats.h"
 #include "proto/http.h"
 
 #include <stdlib.h>
@@ -139,6 +140,16 @@ void conn_close(struct conn *c, const char *reason)
     c->end_reason = reason;
     conn_set_state(c, CONN_CLOSING);
     conn_log_summary(c);
+    {
+        struct td_conn_info ci;
+        memset(&ci, 0, sizeof(ci));
+        ci.user = c->user;
+        ci.listener = c->lcfg->name;
+        ci.route = c->target_str[0] ? c->lcfg->route : NULL; /* routed at all? */
+        ci.bytes_in = c->bytes_down;
+        ci.bytes_out = c->bytes_up;
+        td_stats_closed(c->d, &ci, reason);
+    }
 
     if (c->dial) {
         td_dial_cancel(c->dial);
@@ -731,17 +742,22 @@ void conn_start_relay(struct conn *c)
 
 bool conn_check_user(struct conn *c, const char *user, size_t ulen, const char *pass, size_t plen)
 {
-    const struct td_config *cfg = c->d->cfg;
-    bool ok = false;
-    /* Every user is compared, with hashed secrets, so that neither the time
-     * nor the position of a match says which names exist. */
+    /* The users of the config the conn started with: a reload meanwhile
+     * cannot change who it is checked against half-way. */
+    const struct td_config *cfg = c->cfg_owner;
+    uintptr_t who = 0;
+    /* Every user is compared, with hashed secrets, and the match is picked
+     * with a mask, so that neither the time nor the position of a match
+     * says which names exist. */
     for (size_t i = 0; i < cfg->n_users; i++) {
         const struct cfg_user *u = &cfg->users[i];
         bool name_ok = td_ct_secret_eq(u->name, strlen(u->name), user, ulen);
         bool pass_ok = u->password && td_ct_secret_eq(u->password, strlen(u->password), pass, plen);
-        ok |= name_ok & pass_ok;
+        uintptr_t take = (uintptr_t)0 - (uintptr_t)(name_ok & pass_ok);
+        who = (who & ~take) | ((uintptr_t)u->name & take);
     }
-    return ok;
+    c->user = (const char *)who;
+    return who != 0;
 }
 
 /* ---- accept --------------------------------------------------------------- */

@@ -123,6 +123,7 @@ struct conn {
     bool lingering;
 
     uint64_t bytes_up, bytes_down;
+    const char *user; /* who authenticated (a name in cfg_owner), or NULL */
     const char *end_reason;
     char client_str[64];
     char target_str[300];

@@ -43,24 +43,38 @@ struct daemon_opts {
 enum daemon_request {
     DAEMON_REQ_STOP = 1,
     DAEMON_REQ_REOPEN_LOGS = 2,
+    DAEMON_REQ_RELOAD = 3, /* SIGHUP: as daemon_reload(), the outcome logged */
 };
 
 struct td_daemon {
     uv_loop_t *loop;
     struct td_config *cfg;
 
-    struct td_listener *listeners;
+    struct td_listener **listeners; /* each alive until the loop ended */
     size_t n_listeners;
 
     /* Tunnels (client side) and servers, in config order. */
     const struct td_kinds *kinds;
-    struct td_tunnel *tunnels;
+    struct td_tunnel **tunnels;
     size_t n_tunnels;
-    struct td_server *servers;
+    struct td_server **servers;
     size_t n_servers;
     /* Each protocol's daemon-wide state (wstan: the libwebsockets context),
      * by enum cfg_protocol; the core never looks inside. */
     void *proto_state[CFG_PROTO_COUNT];
+    /* Tunnels and servers a reload or a bounce replaced: they finish their
+     * work, and are freed after the loop. */
+    struct td_queue retired_tunnels, retired_servers, retired_listeners;
+    uv_timer_t retire_timer; /* closes replaced tunnels once they carry nothing */
+
+    /* The managed users (state_dir), and the counters. */
+    struct td_state *state;
+    struct td_statmap *stats;
+    uv_timer_t users_timer; /* expires old keys of rotations */
+    uint64_t start_ms;
+    uint64_t generation;
+    struct td_control *control; /* the control socket (control/) */
+    struct td_metrics *metrics;
 
     struct td_queue conns; /* every struct conn, for drain and shutdown */
     uint32_t n_conns;
@@ -109,6 +123,25 @@ bool daemon_fds_available(const struct td_daemon *d, uint64_t n);
 void daemon_tunnel_open(struct td_daemon *d, struct conn *c, const char *host, uint16_t port);
 /* A server-side tunnel ended: a drain may finish, descriptors came back. */
 void daemon_server_gone(struct td_daemon *d);
+
+struct td_server *td_server_find(struct td_daemon *d, const char *name);
+struct td_listener *td_listener_find(struct td_daemon *d, const char *name);
+
+/* Re-read the config file and the state, validate all of it, and apply
+ * only the difference: new entries start, removed ones stop (their
+ * connections finish), changed ones are replaced (the old one drains),
+ * unchanged ones are untouched.  On a config that does not validate (or
+ * an entry that cannot start) nothing changes: returns TD_ECONFIG or
+ * TD_EIO with errs filled.  TD_EIO after the swap names entries that could
+ * not come back (their errors in errs). */
+struct td_reload_result {
+    uint32_t started, stopped, replaced, kept;
+};
+int daemon_reload(struct td_daemon *d, struct cfg_errors *errs, struct td_reload_result *res);
+/* Bounce a tunnel (close its connections and links, start again), a
+ * listener or a server (bind again; connections carry on).  *kind is set
+ * to "tunnel", "listener" or "server".  TD_ENOTFOUND for no such name. */
+int daemon_bounce(struct td_daemon *d, const char *name, const char **kind);
 
 /* Map a libuv status to TD_E* (uverr.c). */
 int td_err_from_uv(int uverr);

@@ -249,14 +249,11 @@ static int listener_on_accept(struct td_acceptor *a)
     return conn_accept(td_container_of(a, struct td_listener, acc));
 }
 
-int listener_start(struct td_daemon *d, struct td_listener *l, const struct cfg_listener *cfg)
+static int listener_open(struct td_listener *l)
 {
+    const struct cfg_listener *cfg = l->cfg;
     struct td_acceptor_opts o;
 
-    memset(l, 0, sizeof(*l));
-    l->d = d;
-    l->cfg = cfg;
-    l->owner = cfg_ref(d->cfg);
     memset(&o, 0, sizeof(o));
     o.name = cfg->name;
     o.what = "listener";
@@ -266,7 +263,24 @@ int listener_start(struct td_daemon *d, struct td_listener *l, const struct cfg_
     o.ud = l;
     o.fds_per_conn = 2; /* the client and its target */
     o.counts_conns = true;
-    return td_acceptor_open(d, &l->acc, &o);
+    return td_acceptor_open(l->d, &l->acc, &o);
+}
+
+int listener_start(struct td_daemon *d, struct td_listener *l, struct td_config *owner,
+                   const struct cfg_listener *cfg)
+{
+    memset(l, 0, sizeof(*l));
+    td_queue_init(&l->retired);
+    l->d = d;
+    l->cfg = cfg;
+    l->owner = cfg_ref(owner);
+    return listener_open(l);
+}
+
+int listener_rebind(struct td_listener *l)
+{
+    td_acceptor_close(&l->acc);
+    return listener_open(l);
 }
 
 void listener_close(struct td_listener *l)

@@ -97,14 +97,19 @@ void td_hs_mem_give(struct td_daemon *d, size_t n);
 
 /* A front-end listener ("listeners:" entry). */
 struct td_listener {
+    struct td_queue retired; /* d->retired_listeners, once a reload removed it */
     struct td_daemon *d;
     const struct cfg_listener *cfg;
     struct td_config *owner; /* the config cfg lives in (a reference) */
     struct td_acceptor acc;
 };
 
-int listener_start(struct td_daemon *d, struct td_listener *l, const struct cfg_listener *cfg);
+/* cfg is an entry of owner, which the listener holds a reference to. */
+int listener_start(struct td_daemon *d, struct td_listener *l, struct td_config *owner,
+                   const struct cfg_listener *cfg);
 void listener_close(struct td_listener *l);
+/* Close the listening socket and bind again (connections carry on). */
+int listener_rebind(struct td_listener *l);
 /* After the loop: drop the config reference. */
 void listener_free(struct td_listener *l);
 

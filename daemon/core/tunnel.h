@@ -14,6 +14,8 @@
 #define TD_TUNNEL_H_
 
 #include "config/config.h"
+#include "core/queue.h"
+#include "core/stats.h"
 #include "proto/socks5.h"
 
 #include <stdbool.h>
@@ -21,6 +23,7 @@
 #include <stdint.h>
 
 struct td_daemon;
+struct td_state;
 struct conn;
 struct td_tunnel;
 struct td_server;
@@ -77,8 +80,14 @@ struct td_tunnel_ops {
 };
 
 struct td_server_ops {
-    /* s->d, s->cfg and s->proto are set: load users and keys, set s->impl. */
+    /* s->d, s->cfg and s->proto are set: load users and keys (from
+     * s->d->cfg's users and s->d->state), set s->impl. */
     int (*create)(struct td_server *s);
+    /* The users or keys changed (a managed user added or removed, a key
+     * rotation, a reload): what the server accepts from now on is rebuilt
+     * from cfg's users and st.  Live tunnels carry on.  On failure nothing
+     * changes. */
+    int (*set_users)(struct td_server *s, const struct td_config *cfg, const struct td_state *st);
     /* Bind and listen; logs "server NAME (PROTO) listening on ADDR". */
     int (*start)(struct td_server *s);
     /* Close the listening socket; handshakes in progress are refused. */
@@ -92,6 +101,14 @@ struct td_server_ops {
     uint32_t (*active)(struct td_server *s);
     void (*free)(struct td_server *s);
     void (*stats)(struct td_server *s, struct td_server_stats *out);
+    /* The live tunnels (jProxy: each stream), for the control plane; their
+     * ids are "SERVER:ID".  cb must not close anything. */
+    void (*each)(struct td_server *s, td_conn_cb cb, void *arg);
+    /* Close the tunnel or stream whose id (after "SERVER:") is id; false
+     * when there is none. */
+    bool (*kill)(struct td_server *s, const char *id);
+    /* Close every tunnel of this user now; returns how many. */
+    size_t (*kill_user)(struct td_server *s, const char *user);
 };
 
 struct td_proto {
@@ -108,23 +125,43 @@ struct td_proto {
 
 struct frontend;
 
-/* What the daemon is built with: the protocols, and the front-end of each
- * listener type. */
+/* A service of the daemon's own beside its listeners (the control socket,
+ * the metrics endpoint), plugged in by the entry point like the kinds. */
+struct td_service {
+    const char *name;
+    /* Once listeners and servers are up (before privileges are dropped). */
+    int (*start)(struct td_daemon *d);
+    /* A reload swapped the config in (old is the previous one). */
+    int (*reload)(struct td_daemon *d, const struct td_config *old);
+    /* The daemon stops: close what keeps the loop alive. */
+    void (*stop)(struct td_daemon *d);
+    /* After the loop. */
+    void (*free)(struct td_daemon *d);
+};
+
+#define TD_MAX_SERVICES 4
+
+/* What the daemon is built with: the protocols, the front-end of each
+ * listener type, and its services. */
 struct td_kinds {
     const struct td_proto *protos[CFG_PROTO_COUNT];
-    const struct frontend *frontends[4]; /* by enum cfg_listener_type */
+    const struct frontend *frontends[4];                /* by enum cfg_listener_type */
+    const struct td_service *services[TD_MAX_SERVICES]; /* NULL-terminated */
 };
 
 struct td_tunnel {
+    struct td_queue retired; /* d->retired_tunnels, once replaced by a reload or bounce */
     struct td_daemon *d;
     const struct cfg_tunnel *cfg;
     struct td_config *owner; /* the config cfg lives in (a reference) */
     const struct td_proto *proto;
     void *impl;
     bool created;
+    bool closed; /* ops->close ran */
 };
 
 struct td_server {
+    struct td_queue retired; /* d->retired_servers, once replaced */
     struct td_daemon *d;
     const struct cfg_server *cfg;
     struct td_config *owner;

@@ -22,7 +22,9 @@
 #include "core/listener.h"
 #include "util/log.h"
 #include "core/netutil.h"
+#include "config/state.h"
 #include "core/resolve.h"
+#include "core/stats.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -164,6 +166,7 @@ static void jpt_unref(struct jps_tunnel *t);
 static void jpt_arm_sweep(struct jps_tunnel *t);
 static void jpss_maybe_free(struct jps_stream *s);
 static void jpa_close(struct jps_assoc *a, bool tell_client);
+static void jps_note_refused(struct jps_tunnel *t, const char *reason);
 
 /* Datagrams are handled inside the receive callback, so one buffer serves
  * every association (the loop is single-threaded). */
@@ -306,6 +309,15 @@ static void jpss_maybe_free(struct jps_stream *s)
               t->label, s->ls.id, s->target, (unsigned long long)s->up, (unsigned long long)s->down,
               (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000),
               s->end ? s->end : END_DONE);
+    {
+        struct td_conn_info ci;
+        memset(&ci, 0, sizeof(ci));
+        ci.user = t->user[0] ? t->user : NULL;
+        ci.server = t->srv->cfg->name;
+        ci.bytes_in = s->down;
+        ci.bytes_out = s->up;
+        td_stats_closed(t->d, &ci, s->end ? s->end : END_DONE);
+    }
     td_queue_remove(&s->node);
     t->n_streams--;
     free(s->early);
@@ -1119,6 +1131,7 @@ static void jpt_on_timer(uv_timer_t *tm)
     switch (t->state) {
     case JPT_HELLO:
     case JPT_TOKEN:
+        jps_note_refused(t, END_HANDSHAKE_TIMEOUT);
         jpt_bad_input(t, "handshake timed out (%zu bytes of %s received)", t->hs_len,
                       t->state == JPT_HELLO ? "the hello" : "the token");
         jpt_close(t, END_HANDSHAKE_TIMEOUT);
@@ -1302,6 +1315,7 @@ static void jpt_login(struct jps_tunnel *t, size_t used)
     u = jps_find_user(srv, token);
     if (!u) {
         uint8_t rej[1];
+        jps_note_refused(t, END_AUTH);
         jpt_bad_input(t, "unknown token %02x%02x%02x%02x...", token[0], token[1], token[2],
                       token[3]);
         jp_login_reply_encode_reject(rej);
@@ -1359,6 +1373,7 @@ static void jpt_handshake(struct jps_tunnel *t)
         if (r == TD_EAGAIN)
             return;
         if (r != 0) {
+            jps_note_refused(t, END_PROTOCOL);
             if (r == TD_EPROTO)
                 jpt_bad_input(t, "bad handshake magic");
             else
@@ -1605,9 +1620,36 @@ static int jps_load_users_dir(struct jp_server *srv, const char *dir)
     return rc;
 }
 
-static int jps_load_users(struct jp_server *srv)
+/* A managed user's server file, STATE_DIR/jproxy/TOKEN.dat. */
+static int jps_load_state_user(struct jp_server *srv, const struct td_config *cfg, const char *name,
+                               const char *token)
 {
-    const struct td_config *cfg = srv->d->cfg;
+    struct jps_user *u;
+    char path[4096];
+    int r;
+
+    if (snprintf(path, sizeof(path), "%s/jproxy/%s.dat", cfg->state_dir, token) >=
+        (int)sizeof(path))
+        return TD_ETOOBIG;
+    u = calloc(1, sizeof(*u));
+    if (!u)
+        return TD_ENOMEM;
+    jp_user_init(&u->u);
+    r = jp_user_read(path, &u->u);
+    if (r != 0) {
+        LOG_ERROR("jproxy", "server %s: managed user %s: cannot load %s: %s", srv->cfg->name, name,
+                  path, td_strerror(r));
+        jps_user_free(u);
+        return r;
+    }
+    snprintf(u->label, sizeof(u->label), "%s", name);
+    return jps_add_user(srv, u, path);
+}
+
+static int jps_load_users(struct jp_server *srv, const struct td_config *cfg,
+                          const struct td_state *st)
+{
+    uint64_t now = td_state_now();
     int r;
 
     for (size_t i = 0; i < cfg->n_users; i++) {
@@ -1636,6 +1678,16 @@ static int jps_load_users(struct jp_server *srv)
         if (r != 0)
             return r;
     }
+    for (size_t i = 0; st && i < st->n; i++) {
+        const struct st_user *u = &st->users[i];
+        if (u->protocol != CFG_PROTO_JPROXY)
+            continue;
+        r = jps_load_state_user(srv, cfg, u->name, u->secret);
+        if (r == 0 && u->old_secret && now < u->old_until)
+            r = jps_load_state_user(srv, cfg, u->name, u->old_secret);
+        if (r != 0)
+            return r;
+    }
     if (srv->n_users == 0)
         LOG_WARN("jproxy", "server %s: no users: every login will be refused", srv->cfg->name);
     return 0;
@@ -1656,8 +1708,38 @@ static int jps_create(struct td_server *ts)
     srv->cfg = ts->cfg;
     td_queue_init(&srv->tunnels);
     ts->impl = srv;
-    r = jps_load_users(srv);
+    r = jps_load_users(srv, ts->d->cfg, ts->d->state);
     return r;
+}
+
+static void jps_users_free(struct jps_user **users, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        jps_user_free(users[i]);
+    free(users);
+}
+
+/* A new user table, swapped in only when all of it loaded.  Tunnels that
+ * logged in keep going (they copied their user's name). */
+static int jps_set_users(struct td_server *ts, const struct td_config *cfg,
+                         const struct td_state *st)
+{
+    struct jp_server *srv = ts->impl;
+    struct jps_user **old = srv->users;
+    size_t old_n = srv->n_users;
+    int r;
+
+    srv->users = NULL;
+    srv->n_users = 0;
+    r = jps_load_users(srv, cfg, st);
+    if (r != 0) {
+        jps_users_free(srv->users, srv->n_users);
+        srv->users = old;
+        srv->n_users = old_n;
+        return r;
+    }
+    jps_users_free(old, old_n);
+    return 0;
 }
 
 static int jps_start(struct td_server *ts)
@@ -1710,9 +1792,7 @@ static void jps_free(struct td_server *ts)
 
     if (!srv)
         return;
-    for (size_t i = 0; i < srv->n_users; i++)
-        jps_user_free(srv->users[i]);
-    free(srv->users);
+    jps_users_free(srv->users, srv->n_users);
     free(srv);
     ts->impl = NULL;
 }
@@ -1727,8 +1807,108 @@ static void jps_stats(struct td_server *ts, struct td_server_stats *out)
     out->tunnels_total = srv->next_id;
 }
 
+/* A login that failed, for the server's counters. */
+static void jps_note_refused(struct jps_tunnel *t, const char *reason)
+{
+    struct td_conn_info ci;
+    memset(&ci, 0, sizeof(ci));
+    ci.server = t->srv->cfg->name;
+    td_stats_closed(t->d, &ci, reason);
+}
+
+static void jps_each(struct td_server *ts, td_conn_cb cb, void *arg)
+{
+    struct jp_server *srv = ts->impl;
+    struct td_queue *q, *r;
+
+    for (q = srv->tunnels.next; q != &srv->tunnels; q = q->next) {
+        struct jps_tunnel *t = td_container_of(q, struct jps_tunnel, node);
+        if (t->state != JPT_UP)
+            continue;
+        for (r = t->all_streams.next; r != &t->all_streams; r = r->next) {
+            struct jps_stream *s = td_container_of(r, struct jps_stream, node);
+            struct td_conn_info ci;
+            if (s->st == JPSS_CLOSING)
+                continue;
+            memset(&ci, 0, sizeof(ci));
+            snprintf(ci.id, sizeof(ci.id), "%s:%llu.%u", srv->cfg->name, (unsigned long long)t->id,
+                     s->ls.id);
+            ci.user = t->user[0] ? t->user : NULL;
+            ci.server = srv->cfg->name;
+            ci.client = t->peer;
+            ci.target = s->target;
+            ci.bytes_in = s->down;
+            ci.bytes_out = s->up;
+            ci.start_ms = s->start_ms;
+            cb(arg, &ci);
+        }
+    }
+}
+
+/* "T" closes tunnel T (its login, every stream); "T.S" resets stream S. */
+static bool jps_kill(struct td_server *ts, const char *id)
+{
+    struct jp_server *srv = ts->impl;
+    unsigned long long tid, sid = 0;
+    bool has_stream = false;
+    struct td_queue *q, *r;
+    char *end;
+
+    tid = strtoull(id, &end, 10);
+    if (end == id)
+        return false;
+    if (*end == '.') {
+        const char *p = end + 1;
+        sid = strtoull(p, &end, 10);
+        if (end == p || sid > 0xFFFF)
+            return false;
+        has_stream = true;
+    }
+    if (*end != '\0')
+        return false;
+    for (q = srv->tunnels.next; q != &srv->tunnels; q = q->next) {
+        struct jps_tunnel *t = td_container_of(q, struct jps_tunnel, node);
+        if (t->id != tid || t->state == JPT_CLOSING)
+            continue;
+        if (!has_stream) {
+            jpt_close(t, END_SHUTDOWN);
+            return true;
+        }
+        for (r = t->all_streams.next; r != &t->all_streams; r = r->next) {
+            struct jps_stream *s = td_container_of(r, struct jps_stream, node);
+            if (s->ls.id == sid && s->st != JPSS_CLOSING) {
+                jpss_reset(s, END_SHUTDOWN);
+                return true;
+            }
+        }
+        return false;
+    }
+    return false;
+}
+
+static size_t jps_kill_user(struct td_server *ts, const char *user)
+{
+    struct jp_server *srv = ts->impl;
+    struct td_queue *q, *next;
+    size_t n = 0;
+
+    for (q = srv->tunnels.next; q != &srv->tunnels; q = next) {
+        struct jps_tunnel *t = td_container_of(q, struct jps_tunnel, node);
+        next = q->next; /* closing never frees synchronously; be safe anyway */
+        if (t->state != JPT_CLOSING && t->user[0] && strcmp(t->user, user) == 0) {
+            jpt_close(t, END_SHUTDOWN);
+            n++;
+        }
+    }
+    return n;
+}
+
 const struct td_server_ops jp_server_ops = {
+    .each = jps_each,
+    .kill = jps_kill,
+    .kill_user = jps_kill_user,
     .create = jps_create,
+    .set_users = jps_set_users,
     .start = jps_start,
     .stop_accepting = jps_stop_accepting,
     .close = jps_close,

@@ -25,4 +25,9 @@ void osenv_set_default(const char *name, const char *value);
  * our handle is closed (sockdup_*.c).  Returns 0 or TD_E*. */
 int td_sock_dup(uv_tcp_t *tcp, uv_os_sock_t *out);
 
+/* Tell the service manager about our state (systemd's sd_notify protocol:
+ * "READY=1", "RELOADING=1", "STOPPING=1", "STATUS=..."), when it asked
+ * for it ($NOTIFY_SOCKET); nothing otherwise (notify_*.c). */
+void td_notify(const char *state);
+
 #endif

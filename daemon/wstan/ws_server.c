@@ -26,7 +26,9 @@
 #include "util/log.h"
 #include "core/netutil.h"
 #include "core/queue.h"
+#include "config/state.h"
 #include "core/resolve.h"
+#include "core/stats.h"
 #include "wstan/ws_lws.h"
 #include "platform/platform.h"
 #include "wstan/ws_tunnel.h"
@@ -52,7 +54,7 @@ static const char wss_status_page[] = "HTTP/1.1 200 OK\r\n"
 
 struct wss_key {
     struct wstan_key k;
-    const char *user; /* NULL for the server's own keys */
+    char user[CFG_NAME_MAX + 1]; /* "" for the server's own keys */
 };
 
 /* What a handshake that passed every check leaves for the WebSocket. */
@@ -223,6 +225,18 @@ static int wss_cookie_nonce(const char *v, size_t n, uint8_t nc[WSTAN_NONCE_LEN]
     return TD_EINVAL;
 }
 
+/* A handshake refused by the checks counts against the server: keys that
+ * do not verify (and stale or replayed requests) as authentication
+ * failures, the rest as protocol errors. */
+static void wss_note_refused(struct ws_server *srv, int r)
+{
+    struct td_conn_info ci;
+    memset(&ci, 0, sizeof(ci));
+    ci.server = srv->cfg->name;
+    td_stats_closed(srv->d, &ci,
+                    r == TD_EAUTH || r == TD_ELIMIT ? "auth-failed" : "protocol-error");
+}
+
 /* Returns 0 with *out filled, or TD_EAUTH/TD_EPROTO/TD_ELIMIT (all: 400).
  * first (cap bytes) takes the decoded request, decrypted in place. */
 static int wss_check_in(struct ws_server *srv, const struct wss_head *hd, bool tls_mode,
@@ -291,7 +305,7 @@ static int wss_check_in(struct ws_server *srv, const struct wss_head *hd, bool t
             return r;
     }
     out->key = found->k;
-    snprintf(out->user, sizeof(out->user), "%s", found->user ? found->user : "");
+    snprintf(out->user, sizeof(out->user), "%s", found->user);
     out->up_used = flen - WSTAN_TAG_LEN;
     out->first = m.cmd;
     if (m.has_addr)
@@ -833,6 +847,15 @@ static void wss_on_closed(struct ws_tun *t, const char *why)
              srv->cfg->name, (unsigned long long)s->id, s->peer, s->user[0] ? s->user : "-",
              (unsigned long long)s->requests, (unsigned long long)s->up,
              (unsigned long long)s->down, (double)(now - s->start_ms) / 1000.0, why);
+    {
+        struct td_conn_info ci;
+        memset(&ci, 0, sizeof(ci));
+        ci.user = s->user[0] ? s->user : NULL;
+        ci.server = srv->cfg->name;
+        ci.bytes_in = s->down;
+        ci.bytes_out = s->up;
+        td_stats_closed(srv->d, &ci, NULL);
+    }
     srv->n_active--;
     daemon_server_gone(srv->d);
     wss_sess_unref(s);
@@ -1148,6 +1171,7 @@ static void wss_hs_process(struct wss_hs *hs)
     hd.target_len = req->target.len;
     r = wss_check(hs->srv, &hd, false, &hello, &why);
     if (r != 0) {
+        wss_note_refused(hs->srv, r);
         wss_hello_free(&hello);
         free(req);
         wss_hs_reply(hs, wss_400, why ? why : td_strerror(r));
@@ -1206,6 +1230,11 @@ static void wss_hs_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 static void wss_hs_on_timeout(uv_timer_t *t)
 {
     struct wss_hs *hs = t->data;
+    struct td_conn_info ci;
+
+    memset(&ci, 0, sizeof(ci));
+    ci.server = hs->srv->cfg->name;
+    td_stats_closed(hs->srv->d, &ci, "handshake-timeout");
     wss_hs_reply(hs, wss_400, "handshake timed out");
 }
 
@@ -1311,8 +1340,10 @@ static struct wss_adopt *wss_check_lws(struct ws_server *srv, struct lws *wsi)
     a = calloc(1, sizeof(*a));
     if (!a)
         goto out;
-    if (wss_check(srv, &hd, true, &a->hello, &why) != 0) {
+    n = wss_check(srv, &hd, true, &a->hello, &why);
+    if (n != 0) {
         char peer[64] = "-";
+        wss_note_refused(srv, n);
         lws_get_peer_simple(wsi, peer, sizeof(peer));
         LOG_INFO("ws", "server %s: refused handshake from %s: %s", srv->cfg->name, peer,
                  why ? why : "bad request");
@@ -1459,37 +1490,73 @@ static int wss_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
 
 /* ---- life ---------------------------------------------------------------------------- */
 
-static int wss_load_keys(struct ws_server *srv)
+static void wss_keys_free(struct wss_key *keys, size_t n)
 {
-    const struct td_config *cfg = srv->d->cfg;
-    size_t n = srv->cfg->n_keys;
+    for (size_t i = 0; i < n; i++)
+        wstan_key_clear(&keys[i].k);
+    free(keys);
+}
+
+static int wss_key_add(struct ws_server *srv, struct wss_key *keys, size_t *n, const char *k,
+                       const char *user, const char *what)
+{
+    struct wss_key *e = &keys[*n];
+    if (wstan_key_derive(k, strlen(k), &e->k) != 0) {
+        if (user)
+            LOG_ERROR("ws", "server %s: user %s: %s is not a usable key", srv->cfg->name, user,
+                      what);
+        else
+            LOG_ERROR("ws", "server %s: %s is not a usable key", srv->cfg->name, what);
+        return TD_ECONFIG;
+    }
+    snprintf(e->user, sizeof(e->user), "%s", user ? user : "");
+    (*n)++;
+    return 0;
+}
+
+/* The keys this server accepts: its own, every config user's wstan_key,
+ * and every managed (state) wstan user's key, with the old key of a
+ * rotation while its grace period lasts.  Built anew and swapped in, so a
+ * failure changes nothing. */
+static int wss_load_keys(struct ws_server *srv, const struct td_config *cfg,
+                         const struct td_state *st)
+{
+    uint64_t now = td_state_now();
+    size_t n = srv->cfg->n_keys, k = 0;
+    struct wss_key *keys;
+    char what[32];
+    int r = 0;
 
     for (size_t i = 0; i < cfg->n_users; i++)
-        if (cfg->users[i].wstan_key)
-            n++;
-    srv->keys = calloc(n ? n : 1, sizeof(*srv->keys));
-    if (!srv->keys)
+        n += cfg->users[i].wstan_key != NULL;
+    for (size_t i = 0; st && i < st->n; i++)
+        n += st->users[i].protocol == CFG_PROTO_WSTAN ? 2 : 0;
+    keys = calloc(n ? n : 1, sizeof(*keys));
+    if (!keys)
         return TD_ENOMEM;
-    for (size_t i = 0; i < srv->cfg->n_keys; i++) {
-        const char *k = srv->cfg->keys[i];
-        if (wstan_key_derive(k, strlen(k), &srv->keys[srv->n_keys].k) != 0) {
-            LOG_ERROR("ws", "server %s: keys[%zu] is not a usable key", srv->cfg->name, i);
-            return TD_ECONFIG;
-        }
-        srv->n_keys++;
+    for (size_t i = 0; r == 0 && i < srv->cfg->n_keys; i++) {
+        snprintf(what, sizeof(what), "keys[%zu]", i);
+        r = wss_key_add(srv, keys, &k, srv->cfg->keys[i], NULL, what);
     }
-    for (size_t i = 0; i < cfg->n_users; i++) {
-        const char *k = cfg->users[i].wstan_key;
-        if (!k)
+    for (size_t i = 0; r == 0 && i < cfg->n_users; i++)
+        if (cfg->users[i].wstan_key)
+            r = wss_key_add(srv, keys, &k, cfg->users[i].wstan_key, cfg->users[i].name,
+                            "wstan_key");
+    for (size_t i = 0; r == 0 && st && i < st->n; i++) {
+        const struct st_user *u = &st->users[i];
+        if (u->protocol != CFG_PROTO_WSTAN)
             continue;
-        if (wstan_key_derive(k, strlen(k), &srv->keys[srv->n_keys].k) != 0) {
-            LOG_ERROR("ws", "server %s: user %s: wstan_key is not a usable key", srv->cfg->name,
-                      cfg->users[i].name);
-            return TD_ECONFIG;
-        }
-        srv->keys[srv->n_keys].user = cfg->users[i].name;
-        srv->n_keys++;
+        r = wss_key_add(srv, keys, &k, u->secret, u->name, "its managed key");
+        if (r == 0 && u->old_secret && now < u->old_until)
+            r = wss_key_add(srv, keys, &k, u->old_secret, u->name, "its previous key");
     }
+    if (r != 0) {
+        wss_keys_free(keys, k);
+        return r;
+    }
+    wss_keys_free(srv->keys, srv->n_keys);
+    srv->keys = keys;
+    srv->n_keys = k;
     return 0;
 }
 
@@ -1509,7 +1576,7 @@ static int wss_create(struct td_server *ts)
     td_queue_init(&srv->sessions);
     snprintf(srv->path, sizeof(srv->path), "%s", srv->cfg->path ? srv->cfg->path : "/");
     ts->impl = srv;
-    r = wss_load_keys(srv);
+    r = wss_load_keys(srv, ts->d->cfg, ts->d->state);
     if (r != 0)
         return r;
     r = wstan_replay_init(&srv->replay, WSS_REPLAY_CAP,
@@ -1644,9 +1711,7 @@ static void wss_free(struct td_server *ts)
     }
     if (srv->listen_counted && srv->d->fds_in_use > 0)
         srv->d->fds_in_use--;
-    for (size_t i = 0; i < srv->n_keys; i++)
-        wstan_key_clear(&srv->keys[i].k);
-    free(srv->keys);
+    wss_keys_free(srv->keys, srv->n_keys);
     if (srv->replay_ok)
         wstan_replay_free(&srv->replay);
     free(srv);
@@ -1663,8 +1728,77 @@ static void wss_stats(struct td_server *ts, struct td_server_stats *out)
     out->tunnels_total = srv->next_id;
 }
 
+static int wss_set_users(struct td_server *ts, const struct td_config *cfg,
+                         const struct td_state *st)
+{
+    return wss_load_keys(ts->impl, cfg, st);
+}
+
+static void wss_each(struct td_server *ts, td_conn_cb cb, void *arg)
+{
+    struct ws_server *srv = ts->impl;
+    struct td_queue *q;
+
+    for (q = srv->sessions.next; q != &srv->sessions; q = q->next) {
+        struct wss_sess *s = td_container_of(q, struct wss_sess, node);
+        struct td_conn_info ci;
+        if (!s->t)
+            continue;
+        memset(&ci, 0, sizeof(ci));
+        snprintf(ci.id, sizeof(ci.id), "%s:%llu", srv->cfg->name, (unsigned long long)s->id);
+        ci.user = s->user[0] ? s->user : NULL;
+        ci.server = srv->cfg->name;
+        ci.client = s->peer;
+        ci.target = s->tcp || s->dial ? s->target : s->udp ? "udp" : NULL;
+        ci.bytes_in = s->down;
+        ci.bytes_out = s->up;
+        ci.start_ms = s->start_ms;
+        cb(arg, &ci);
+    }
+}
+
+static bool wss_kill(struct td_server *ts, const char *id)
+{
+    struct ws_server *srv = ts->impl;
+    unsigned long long want;
+    struct td_queue *q;
+    char *end;
+
+    want = strtoull(id, &end, 10);
+    if (*id == '\0' || *end != '\0')
+        return false;
+    for (q = srv->sessions.next; q != &srv->sessions; q = q->next) {
+        struct wss_sess *s = td_container_of(q, struct wss_sess, node);
+        if (s->id == want && s->t) {
+            ws_tun_close(s->t, WSTAN_CLOSE_NORMAL, "closed by the operator");
+            return true;
+        }
+    }
+    return false;
+}
+
+static size_t wss_kill_user(struct td_server *ts, const char *user)
+{
+    struct ws_server *srv = ts->impl;
+    struct td_queue *q;
+    size_t n = 0;
+
+    for (q = srv->sessions.next; q != &srv->sessions; q = q->next) {
+        struct wss_sess *s = td_container_of(q, struct wss_sess, node);
+        if (s->t && strcmp(s->user, user) == 0) {
+            ws_tun_close(s->t, WSTAN_CLOSE_NORMAL, "user removed");
+            n++;
+        }
+    }
+    return n;
+}
+
 const struct td_server_ops ws_server_ops = {
+    .each = wss_each,
+    .kill = wss_kill,
+    .kill_user = wss_kill_user,
     .create = wss_create,
+    .set_users = wss_set_users,
     .start = wss_start,
     .stop_accepting = wss_stop_accepting,
     .drain = wss_drain,
