@@ -1,6 +1,7 @@
 /* The built-in kinds; see kinds.h. */
 #include "kinds.h"
 
+#include "control/control.h"
 #include "front/front.h"
 #include "jproxy/jp.h"
 #include "wstan/ws.h"
@@ -18,4 +19,5 @@ const struct td_kinds td_builtin_kinds = {
             [CFG_LISTENER_MIXED] = &frontend_mixed,
             [CFG_LISTENER_FORWARD] = &frontend_forward,
         },
+    .services = {&td_control_service},
 };

@@ -513,7 +513,22 @@ static void errs_add(struct cfg_errors *errs, const char *msg)
         errs->n++;
 }
 
+static int daemon_reload_apply(struct td_daemon *d, struct cfg_errors *errs,
+                               struct td_reload_result *res);
+
 int daemon_reload(struct td_daemon *d, struct cfg_errors *errs, struct td_reload_result *res)
+{
+    int r;
+
+    memset(res, 0, sizeof(*res));
+    td_notify("RELOADING=1");
+    r = daemon_reload_apply(d, errs, res);
+    td_notify("READY=1");
+    return r;
+}
+
+static int daemon_reload_apply(struct td_daemon *d, struct cfg_errors *errs,
+                               struct td_reload_result *res)
 {
     struct td_config *nc = NULL, *old = d->cfg;
     struct td_listener **nl = NULL;
@@ -523,7 +538,6 @@ int daemon_reload(struct td_daemon *d, struct cfg_errors *errs, struct td_reload
     char why[512];
     int r;
 
-    memset(res, 0, sizeof(*res));
     r = cfg_load_file(d->opts->config_path, &nc, errs);
     if (r != 0)
         return r == TD_ECONFIG ? r : TD_ECONFIG;
@@ -758,7 +772,6 @@ static void daemon_reload_logged(struct td_daemon *d)
     struct td_reload_result res;
     int r;
 
-    td_notify("RELOADING=1");
     r = daemon_reload(d, &errs, &res);
     if (r != 0) {
         LOG_ERROR("main", "reload failed (the running configuration is unchanged%s):",
@@ -767,7 +780,6 @@ static void daemon_reload_logged(struct td_daemon *d)
             LOG_ERROR("main", "  %s", errs.msgs[i]);
     }
     cfg_errors_free(&errs);
-    td_notify("READY=1");
 }
 
 void daemon_request(struct td_daemon *d, enum daemon_request req)

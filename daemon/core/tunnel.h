@@ -48,6 +48,7 @@ struct td_tunnel_stats {
 };
 
 struct td_server_stats {
+    char listen[80];        /* the bound address */
     uint32_t tunnels;       /* client connections open now */
     uint32_t handshakes;    /* of which still in the handshake */
     uint64_t tunnels_total; /* accepted since start */

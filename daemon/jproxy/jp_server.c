@@ -1802,6 +1802,7 @@ static void jps_stats(struct td_server *ts, struct td_server_stats *out)
     struct jp_server *srv = ts->impl;
 
     memset(out, 0, sizeof(*out));
+    snprintf(out->listen, sizeof(out->listen), "%s", srv->acc.addr);
     out->tunnels = srv->n_tunnels;
     out->handshakes = srv->acc.n_hs;
     out->tunnels_total = srv->next_id;

@@ -7,6 +7,8 @@
 #ifndef TD_PLATFORM_H_
 #define TD_PLATFORM_H_
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -24,6 +26,17 @@ void osenv_set_default(const char *name, const char *value);
 /* A second descriptor for tcp's socket, for another library to own after
  * our handle is closed (sockdup_*.c).  Returns 0 or TD_E*. */
 int td_sock_dup(uv_tcp_t *tcp, uv_os_sock_t *out);
+
+/* The control socket (ctlsock_*.c).  Before binding path: remove a stale
+ * socket file nobody listens on; TD_EADDRINUSE when a process serves it,
+ * TD_EEXIST when something else is in the way.  why says more. */
+int td_ctlsock_prepare(const char *path, char *why, size_t whycap);
+/* After binding: only the owner and the group may use it (0660, and the
+ * group set when one is named).  Returns 0 or TD_E* with why. */
+int td_ctlsock_secure(const char *path, const char *group, char *why, size_t whycap);
+/* May the client on this connected socket use it?  Root, our own user and
+ * members of group are; who describes the peer for the log. */
+bool td_ctlsock_peer_ok(uv_os_fd_t fd, const char *group, char *who, size_t whocap);
 
 /* Tell the service manager about our state (systemd's sd_notify protocol:
  * "READY=1", "RELOADING=1", "STOPPING=1", "STATUS=..."), when it asked

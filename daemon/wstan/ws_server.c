@@ -1723,6 +1723,8 @@ static void wss_stats(struct td_server *ts, struct td_server_stats *out)
     struct ws_server *srv = ts->impl;
 
     memset(out, 0, sizeof(*out));
+    snprintf(out->listen, sizeof(out->listen), "%s",
+             srv->cfg->tls_cert ? srv->addr : srv->acc.addr);
     out->tunnels = srv->n_active;
     out->handshakes = srv->acc.n_hs;
     out->tunnels_total = srv->next_id;
