@@ -19,5 +19,5 @@ const struct td_kinds td_builtin_kinds = {
             [CFG_LISTENER_MIXED] = &frontend_mixed,
             [CFG_LISTENER_FORWARD] = &frontend_forward,
         },
-    .services = {&td_control_service},
+    .services = {&td_control_service, &td_metrics_service},
 };
