@@ -209,6 +209,15 @@ struct st_user *td_state_find(const struct td_state *st, const char *name)
     return NULL;
 }
 
+const char *td_state_conflict(const struct td_state *st, const struct td_config *cfg)
+{
+    for (size_t i = 0; i < st->n; i++)
+        for (size_t j = 0; j < cfg->n_users; j++)
+            if (strcmp(st->users[i].name, cfg->users[j].name) == 0)
+                return st->users[i].name;
+    return NULL;
+}
+
 int td_state_add(struct td_state *st, const char *name, enum cfg_protocol proto, const char *secret,
                  uint64_t now)
 {

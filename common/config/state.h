@@ -56,6 +56,9 @@ int td_state_format(const struct td_state *st, struct ctl_buf *b);
 void td_state_free(struct td_state *st);
 
 struct st_user *td_state_find(const struct td_state *st, const char *name);
+/* A user must live in one place: the first state user that the config also
+ * defines, or NULL. */
+const char *td_state_conflict(const struct td_state *st, const struct td_config *cfg);
 /* Add a user (copies the strings).  TD_EEXIST, TD_EINVAL (bad name or
  * secret), TD_ELIMIT or TD_ENOMEM. */
 int td_state_add(struct td_state *st, const char *name, enum cfg_protocol proto, const char *secret,

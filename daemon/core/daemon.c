@@ -556,6 +556,16 @@ static int daemon_reload_apply(struct td_daemon *d, struct cfg_errors *errs,
         cfg_free(nc);
         return TD_ECONFIG;
     }
+    if (td_state_conflict(nstate, nc)) {
+        char msg[700];
+        snprintf(msg, sizeof(msg), "%s: users: '%s' is also a managed user in %s/state; keep it in one place",
+                 nc->path, td_state_conflict(nstate, nc), nc->state_dir);
+        errs_add(errs, msg);
+        td_state_free(nstate);
+        free(nstate);
+        cfg_free(nc);
+        return TD_ECONFIG;
+    }
     if (!str_eq(old->user, nc->user))
         LOG_WARN("main", "reload: 'user' changed; it takes effect at the next start");
     nl = calloc(nc->n_listeners + 1, sizeof(*nl));

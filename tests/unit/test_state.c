@@ -76,6 +76,23 @@ static void test_edit_and_roundtrip(void **state)
     td_state_free(&st);
 }
 
+/* A name defined in the config and in the state is refused (the daemon
+ * would not know whose key counts). */
+static void test_conflict_with_config(void **state)
+{
+    struct td_state st = {0};
+    struct cfg_user users[2] = {{.name = "carol"}, {.name = "bob"}};
+    struct td_config cfg = {.users = users, .n_users = 1};
+
+    (void)state;
+    assert_int_equal(td_state_add(&st, "alice", CFG_PROTO_WSTAN, K1, 1000), 0);
+    assert_int_equal(td_state_add(&st, "bob", CFG_PROTO_JPROXY, T1, 1001), 0);
+    assert_null(td_state_conflict(&st, &cfg));
+    cfg.n_users = 2;
+    assert_string_equal(td_state_conflict(&st, &cfg), "bob");
+    td_state_free(&st);
+}
+
 static void test_parse_bad(void **state)
 {
     static const char *const bad[] = {
@@ -189,6 +206,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_edit_and_roundtrip),
+        cmocka_unit_test(test_conflict_with_config),
         cmocka_unit_test(test_parse_bad),
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_lock),
