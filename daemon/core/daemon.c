@@ -191,6 +191,7 @@ void daemon_request(struct td_daemon *d, enum daemon_request req)
             return;
         }
         d->draining = true;
+        td_notify("STOPPING=1\nSTATUS=draining");
         for (size_t i = 0; i < d->n_listeners; i++)
             listener_close(&d->listeners[i]);
         daemon_stop_servers(d);
@@ -334,6 +335,8 @@ int daemon_run(const struct daemon_opts *opts)
         opts->platform_start(&d);
     LOG_INFO("main", "tunneld %s ready (%zu listeners, config %s)", TUNNELD_VERSION, d.n_listeners,
              d.cfg->path);
+    /* Every listener and server is bound and privileges are dropped. */
+    td_notify("READY=1\nSTATUS=running");
 
     uv_run(&loop, UV_RUN_DEFAULT);
     rc = 0;

@@ -1,7 +1,8 @@
 /* daemon/platform/: what differs between operating systems, one header with
  * an implementation per platform (*_posix.c or *_win.c, picked by CMake):
  * the descriptor limit, dropping privileges, environment defaults for the
- * libraries, and duplicating a socket for libwebsockets.  It depends on
+ * libraries, duplicating a socket for libwebsockets, and telling the
+ * service manager how the daemon is doing.  It depends on
  * nothing of the daemon's own, so every other folder may call it.  The
  * process entry points (signals, the Windows service) are daemon/main_*.c. */
 #ifndef TD_PLATFORM_H_
@@ -24,5 +25,14 @@ void osenv_set_default(const char *name, const char *value);
 /* A second descriptor for tcp's socket, for another library to own after
  * our handle is closed (sockdup_*.c).  Returns 0 or TD_E*. */
 int td_sock_dup(uv_tcp_t *tcp, uv_os_sock_t *out);
+
+/* Tell the service manager about the daemon's state, sd_notify(3) style:
+ * state is newline-separated VAR=value lines, e.g. "READY=1\nSTATUS=...",
+ * "RELOADING=1" or "STOPPING=1".  POSIX: one datagram to $NOTIFY_SOCKET
+ * (a path, or "@name" for an abstract socket), never blocking; nothing when
+ * the variable is unset; a failure is logged once, at debug level, and is
+ * otherwise ignored.  Windows: nothing (a service uses SetServiceStatus).
+ * (notify_*.c) */
+void td_notify(const char *state);
 
 #endif
