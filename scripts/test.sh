@@ -1,6 +1,7 @@
 #!/bin/sh
 # Install the dependencies, then build and run the whole suite twice:
-#   1. gcc, optimised: unit, integration and seed-corpus tests;
+#   1. gcc, optimised: unit, integration and seed-corpus tests, then the
+#      .deb built from that tree and checked (packaging/check-deb.sh);
 #   2. clang with ASan+UBSan: the same tests, plus each libFuzzer target
 #      for a short fixed time.
 # Exits non-zero on any failure.
@@ -20,6 +21,8 @@ cmake --build "$root/build/test-release" -j "$jobs"
 echo "== test: release"
 ctest --test-dir "$root/build/test-release" --output-on-failure -LE integration -j "$jobs"
 ctest --test-dir "$root/build/test-release" --output-on-failure -L integration
+echo "== package: .deb (lintian, systemd-analyze verify, contents, scratch root)"
+"$root/packaging/check-deb.sh" "$root/build/test-release"
 
 echo "== build: asan+ubsan+fuzz (clang)"
 CC=clang cmake -S "$root" -B "$root/build/test-asan" -G Ninja -DCMAKE_BUILD_TYPE=Debug \

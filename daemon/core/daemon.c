@@ -521,9 +521,10 @@ int daemon_reload(struct td_daemon *d, struct cfg_errors *errs, struct td_reload
     int r;
 
     memset(res, 0, sizeof(*res));
-    td_notify("RELOADING=1");
+    td_notify("RELOADING=1\nSTATUS=reloading");
     r = daemon_reload_apply(d, errs, res);
-    td_notify("READY=1");
+    td_notify(r == 0 ? "READY=1\nSTATUS=running"
+                     : "READY=1\nSTATUS=running (the last reload was refused)");
     return r;
 }
 
@@ -558,7 +559,8 @@ static int daemon_reload_apply(struct td_daemon *d, struct cfg_errors *errs,
     }
     if (td_state_conflict(nstate, nc)) {
         char msg[700];
-        snprintf(msg, sizeof(msg), "%s: users: '%s' is also a managed user in %s/state; keep it in one place",
+        snprintf(msg, sizeof(msg),
+                 "%s: users: '%s' is also a managed user in %s/state; keep it in one place",
                  nc->path, td_state_conflict(nstate, nc), nc->state_dir);
         errs_add(errs, msg);
         td_state_free(nstate);
@@ -805,7 +807,7 @@ void daemon_request(struct td_daemon *d, enum daemon_request req)
             return;
         }
         d->draining = true;
-        td_notify("STOPPING=1");
+        td_notify("STOPPING=1\nSTATUS=draining");
         for (size_t i = 0; i < d->n_listeners; i++)
             listener_close(d->listeners[i]);
         daemon_stop_servers(d);
@@ -949,7 +951,8 @@ int daemon_run(const struct daemon_opts *opts)
         opts->platform_start(&d);
     LOG_INFO("main", "tunneld %s ready (%zu listeners, config %s)", TUNNELD_VERSION, d.n_listeners,
              d.cfg->path);
-    td_notify("READY=1\nSTATUS=serving");
+    /* Every listener and server is bound and privileges are dropped. */
+    td_notify("READY=1\nSTATUS=running");
 
     uv_run(&loop, UV_RUN_DEFAULT);
     rc = 0;

@@ -1,5 +1,5 @@
-/* td_notify(), Windows: the service control handler reports the state
- * (main_win.c); nothing to send here. */
+/* Windows has no $NOTIFY_SOCKET: a Windows service reports its state to
+ * the service control manager through SetServiceStatus instead. */
 #include "platform/platform.h"
 
 void td_notify(const char *state)

@@ -1,7 +1,8 @@
 /* daemon/platform/: what differs between operating systems, one header with
  * an implementation per platform (*_posix.c or *_win.c, picked by CMake):
  * the descriptor limit, dropping privileges, environment defaults for the
- * libraries, and duplicating a socket for libwebsockets.  It depends on
+ * libraries, duplicating a socket for libwebsockets, and telling the
+ * service manager how the daemon is doing.  It depends on
  * nothing of the daemon's own, so every other folder may call it.  The
  * process entry points (signals, the Windows service) are daemon/main_*.c. */
 #ifndef TD_PLATFORM_H_
@@ -38,9 +39,13 @@ int td_ctlsock_secure(const char *path, const char *group, char *why, size_t why
  * members of group are; who describes the peer for the log. */
 bool td_ctlsock_peer_ok(uv_os_fd_t fd, const char *group, char *who, size_t whocap);
 
-/* Tell the service manager about our state (systemd's sd_notify protocol:
- * "READY=1", "RELOADING=1", "STOPPING=1", "STATUS=..."), when it asked
- * for it ($NOTIFY_SOCKET); nothing otherwise (notify_*.c). */
+/* Tell the service manager about the daemon's state, sd_notify(3) style:
+ * state is newline-separated VAR=value lines, e.g. "READY=1\nSTATUS=...",
+ * "RELOADING=1" or "STOPPING=1".  POSIX: one datagram to $NOTIFY_SOCKET
+ * (a path, or "@name" for an abstract socket), never blocking; nothing when
+ * the variable is unset; a failure is logged once, at debug level, and is
+ * otherwise ignored.  Windows: nothing (a service uses SetServiceStatus).
+ * (notify_*.c) */
 void td_notify(const char *state);
 
 #endif

@@ -4,11 +4,13 @@
 # Runs as root, or through sudo when started by another user.
 set -eu
 
+# The last line builds and checks the .deb (packaging/check-deb.sh).
 PACKAGES="
   ca-certificates git cmake ninja-build pkg-config gcc libc6-dev make
   libuv1-dev libmbedtls-dev libyaml-dev libwebsockets-dev libwebsockets-evlib-uv
   libcmocka-dev clang libclang-rt-14-dev clang-format
   python3 curl procps iproute2 openssl nginx-light
+  dpkg-dev file lintian systemd
 "
 
 missing=""
