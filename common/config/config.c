@@ -66,8 +66,6 @@ struct cfg_item_state {
     yaml_mark_t listen_mark; /* its listen value (servers) */
     bool proto_ok;           /* its protocol parsed (tunnels, servers) */
     bool listen_ok;          /* its listen address parsed (servers) */
-    bool keys_bad;           /* its keys list had an error (servers) */
-    bool users_dir_seen;     /* it has a users_dir key (servers) */
 };
 
 struct cfg_ctx {
@@ -1536,7 +1534,6 @@ static void cfg_f_keys(struct cfg_ctx *ctx, const struct cfg_field *f, yaml_node
 
     if (val->type != YAML_SEQUENCE_NODE) {
         cfg_error(ctx, val->start_mark, "expected a list of keys, got %s", cfg_kind(val));
-        ctx->cur->keys_bad = true;
         return;
     }
     count = (size_t)(val->data.sequence.items.top - val->data.sequence.items.start);
@@ -1552,10 +1549,8 @@ static void cfg_f_keys(struct cfg_ctx *ctx, const struct cfg_field *f, yaml_node
         const char *s;
         size_t old;
 
-        if (!item || !cfg_visit(ctx)) {
-            ctx->cur->keys_bad = true;
+        if (!item || !cfg_visit(ctx))
             break;
-        }
         old = cfg_push_index(ctx, i);
         s = cfg_scalar(ctx, item, "a key");
         if (s && s[0] == '\0')
@@ -1564,8 +1559,6 @@ static void cfg_f_keys(struct cfg_ctx *ctx, const struct cfg_field *f, yaml_node
             cfg_error(ctx, item->start_mark, "too long (at most %d bytes)", CFG_KEY_MAX);
         else if (s && (sv->keys[sv->n_keys] = cfg_strdup(ctx, s)) != NULL)
             sv->n_keys++;
-        if (!s || s[0] == '\0' || strlen(s) > CFG_KEY_MAX)
-            ctx->cur->keys_bad = true;
         cfg_pop(ctx, old);
     }
 }
@@ -1889,7 +1882,6 @@ static void cfg_f_servers(struct cfg_ctx *ctx, const struct cfg_field *f, yaml_n
         old = cfg_push_index(ctx, i);
         if (cfg_walk_map(ctx, item, cfg_server_fields, CFG_ARRAY_SIZE(cfg_server_fields), sv,
                          seen)) {
-            ctx->sstate[i].users_dir_seen = seen[CFG_S_USERS_DIR] != NULL;
             if (!seen[CFG_S_ALLOW] && !seen[CFG_S_DENY])
                 cfg_server_default_rules(ctx, sv);
             if (ctx->sstate[i].proto_ok && sv->protocol == CFG_PROTO_WSTAN && !sv->path &&
@@ -1967,17 +1959,15 @@ static void cfg_check_server_addrs(struct cfg_ctx *ctx)
     free(v);
 }
 
-/* Checks of tunnels and servers that need the whole file. */
+/* Checks of tunnels and servers that need the whole file.  A server with no
+ * key and no user is not an error: its users may be managed ones (tunnelctl
+ * users add), which live in the state, not here; it warns when it starts
+ * without any. */
 static void cfg_check_protocols(struct cfg_ctx *ctx)
 {
     struct td_config *cfg = ctx->cfg;
-    bool user_wstan = false, user_jproxy = false;
     char path[64];
 
-    for (size_t i = 0; i < cfg->n_users; i++) {
-        user_wstan = user_wstan || cfg->users[i].wstan_key;
-        user_jproxy = user_jproxy || cfg->users[i].jproxy_user_file;
-    }
     /* A route names a tunnel.  When some tunnel has no valid name, its own
      * error says enough. */
     for (size_t i = 0; i < cfg->n_listeners && !ctx->tunnel_name_bad; i++) {
@@ -1990,21 +1980,6 @@ static void cfg_check_protocols(struct cfg_ctx *ctx)
         snprintf(path, sizeof(path), "listeners[%zu].route", i);
         cfg_error_path(ctx, ctx->lstate[i].route_mark, path, "unknown tunnel '%s'",
                        td_log_safe(shown, sizeof(shown), l->route, strlen(l->route)));
-    }
-    for (size_t i = 0; i < cfg->n_servers; i++) {
-        const struct cfg_server *sv = &cfg->servers[i];
-        const struct cfg_item_state *st = &ctx->sstate[i];
-
-        if (!st->proto_ok)
-            continue;
-        snprintf(path, sizeof(path), "servers[%zu]", i);
-        if (sv->protocol == CFG_PROTO_WSTAN && sv->n_keys == 0 && !st->keys_bad && !user_wstan)
-            cfg_error_path(ctx, st->mark, path,
-                           "a wstan server needs at least one key (set keys, or give a user a "
-                           "wstan_key)");
-        if (sv->protocol == CFG_PROTO_JPROXY && !st->users_dir_seen && !user_jproxy)
-            cfg_error_path(ctx, st->mark, path,
-                           "a jproxy server needs users_dir, or a user with a jproxy_user_file");
     }
     cfg_check_server_addrs(ctx);
 }

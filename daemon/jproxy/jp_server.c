@@ -1689,7 +1689,11 @@ static int jps_load_users(struct jp_server *srv, const struct td_config *cfg,
             return r;
     }
     if (srv->n_users == 0)
-        LOG_WARN("jproxy", "server %s: no users: every login will be refused", srv->cfg->name);
+        LOG_WARN("jproxy",
+                 "server %s: no users yet: every login will be refused until one is added "
+                 "(users_dir, a user's jproxy_user_file, or tunnelctl users add NAME --protocol "
+                 "jproxy)",
+                 srv->cfg->name);
     return 0;
 }
 

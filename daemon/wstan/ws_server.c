@@ -1557,6 +1557,11 @@ static int wss_load_keys(struct ws_server *srv, const struct td_config *cfg,
     wss_keys_free(srv->keys, srv->n_keys);
     srv->keys = keys;
     srv->n_keys = k;
+    if (k == 0)
+        LOG_WARN("wstan",
+                 "server %s: no keys yet: every handshake will be refused until a key is set or "
+                 "a user is added (tunnelctl users add NAME --protocol wstan)",
+                 srv->cfg->name);
     return 0;
 }
 
