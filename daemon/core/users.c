@@ -27,7 +27,8 @@ int td_users_load(struct td_daemon *d)
         return r;
     }
     if (td_state_conflict(st, d->cfg)) {
-        LOG_ERROR("main", "%s: users: '%s' is also a managed user in %s/state; keep it in one place",
+        LOG_ERROR("main",
+                  "%s: users: '%s' is also a managed user in %s/state; keep it in one place",
                   d->cfg->path, td_state_conflict(st, d->cfg), d->cfg->state_dir);
         td_state_free(st);
         free(st);
