@@ -530,6 +530,49 @@ class ClientTest(unittest.TestCase):
                            stderr=subprocess.PIPE, timeout=30)
         self.assertEqual(p.returncode, 0, p.stderr)
 
+    # --- bash completion ----------------------------------------------------------
+    def complete(self, line):
+        """COMPREPLY of packaging/completion/tunnelctl.bash for the words of
+        line (the last one being completed), with tunnelctl from the build."""
+        script = os.path.join(h.SOURCE_DIR or os.path.join(os.path.dirname(__file__), "..", ".."),
+                              "packaging", "completion", "tunnelctl.bash")
+        words = line.split(" ")
+        words[0] = h.TUNNELCTL_BIN
+        prog = ('source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); '
+                '_tunnelctl; printf "%s\\n" "${COMPREPLY[@]}"')
+        p = subprocess.run(["bash", "-c", prog, "complete", script] + words,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60,
+                           env=c.ctl_env())
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return sorted(x for x in p.stdout.decode().split("\n") if x)
+
+    def test_bash_completion(self):
+        if not shutil.which("bash"):
+            self.skipTest("no bash")
+        self.assertIn("rotate-key", self.complete("tunnelctl "))
+        self.assertEqual(self.complete("tunnelctl ex"), ["export-client"])
+        self.assertEqual(self.complete("tunnelctl users "), ["add", "list", "remove"])
+        self.assertEqual(self.complete("tunnelctl users add x --protocol "), ["jproxy", "wstan"])
+        self.assertIn("--grace", self.complete("tunnelctl rotate-key bob --"))
+        self.assertEqual(self.fake.reqs(), [])
+        # Names come from the daemon named on the line.
+        self.replies["users-list"] = c.ok("user=alice", "source=state", "protocols=wstan",
+                                          "user=alfred", "source=config", "protocols=password",
+                                          "user=bob", "source=state", "protocols=jproxy")
+        sock = self.fake.path
+        self.assertEqual(self.complete("tunnelctl --socket %s rotate-key al" % sock),
+                         ["alfred", "alice"])
+        self.assertEqual(self.complete("tunnelctl --socket %s stats --user b" % sock), ["bob"])
+        self.replies["tunnels-list"] = c.ok("tunnel=to-srv", "protocol=wstan", "tunnel=jp",
+                                            "protocol=jproxy")
+        self.assertEqual(self.complete("tunnelctl --socket %s conns --tunnel " % sock),
+                         ["jp", "to-srv"])
+        self.replies["conns"] = c.ok("conn=12", "user=a", "conn=345", "user=b")
+        self.assertEqual(self.complete("tunnelctl --socket=%s kill " % sock), ["12", "345"])
+        self.replies["status"] = STATUS_REPLY
+        self.assertEqual(self.complete("tunnelctl --socket %s bounce " % sock),
+                         ["local", "to-srv", "wstan-in"])
+
     # --- usage ----------------------------------------------------------------------
     def test_usage_errors_exit_2(self):
         for args in (["frobnicate"], ["kill"], ["kill", "abc"], ["bounce"],
