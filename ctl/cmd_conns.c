@@ -25,7 +25,8 @@ static void conns_usage(FILE *out)
 int conns_main(int argc, const char *argv[])
 {
     const char *user = NULL, *tunnel = NULL;
-    const struct ctl_opt opts[] = {{"--user", &user, NULL}, {"--tunnel", &tunnel, NULL}, {NULL}};
+    const struct ctl_opt opts[] = {
+        {"--user", &user, NULL}, {"--tunnel", &tunnel, NULL}, {NULL, NULL, NULL}};
     struct ctl_buf req;
     struct ctl_msg rep;
     int ret;

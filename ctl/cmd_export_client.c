@@ -85,7 +85,7 @@ int export_client_main(int argc, const char *argv[])
     bool force = false, online = true;
     const struct ctl_opt opts[] = {
         {"--server", &server, NULL}, {"--via", &via, NULL},     {"--key-file", &key_file, NULL},
-        {"--out", &out, NULL},       {"--force", NULL, &force}, {NULL},
+        {"--out", &out, NULL},       {"--force", NULL, &force}, {NULL, NULL, NULL},
     };
     const struct td_config *cfg = NULL;
     enum cfg_protocol proto = CFG_PROTO_WSTAN;

@@ -176,7 +176,7 @@ int rotate_key_main(int argc, const char *argv[])
     struct rotate r;
     const struct ctl_opt opts[] = {
         {"--grace", &grace, NULL}, {"--out", &r.out, NULL},     {"--server", &server, NULL},
-        {"--via", &via, NULL},     {"--force", NULL, &r.force}, {NULL},
+        {"--via", &via, NULL},     {"--force", NULL, &r.force}, {NULL, NULL, NULL},
     };
     const struct td_config *cfg = NULL;
     struct ctl_session *s = NULL;

@@ -28,8 +28,10 @@ int stats_main(int argc, const char *argv[])
 {
     const char *user = NULL, *tunnel = NULL;
     bool reset = false;
-    const struct ctl_opt opts[] = {
-        {"--user", &user, NULL}, {"--tunnel", &tunnel, NULL}, {"--reset", NULL, &reset}, {NULL}};
+    const struct ctl_opt opts[] = {{"--user", &user, NULL},
+                                   {"--tunnel", &tunnel, NULL},
+                                   {"--reset", NULL, &reset},
+                                   {NULL, NULL, NULL}};
     struct ctl_buf req;
     struct ctl_msg rep;
     int ret;

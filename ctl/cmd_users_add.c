@@ -131,7 +131,7 @@ int ctl_user_add(int argc, const char *argv[], void (*usage)(FILE *))
     bool force = false, online = true;
     const struct ctl_opt opts[] = {
         {"--protocol", &proto_s, NULL}, {"--out", &out, NULL},     {"--server", &server, NULL},
-        {"--via", &via, NULL},          {"--force", NULL, &force}, {NULL},
+        {"--via", &via, NULL},          {"--force", NULL, &force}, {NULL, NULL, NULL},
     };
     const struct td_config *cfg = NULL;
     struct ctl_session *s = NULL;

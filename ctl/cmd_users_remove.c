@@ -61,7 +61,7 @@ int users_remove_main(int argc, const char *argv[])
 {
     const char *pos[1] = {NULL}, *killed = NULL;
     bool kill = false, online = true;
-    const struct ctl_opt opts[] = {{"--kill", NULL, &kill}, {NULL}};
+    const struct ctl_opt opts[] = {{"--kill", NULL, &kill}, {NULL, NULL, NULL}};
     struct ctl_buf req;
     struct ctl_msg rep;
     char k[32];
