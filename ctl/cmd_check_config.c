@@ -2,6 +2,7 @@
  * print every error, one "file:line:col: key: reason" line each. */
 #include "subcommands.h"
 
+#include "out.h"
 #include "config/config.h"
 #include "util/error.h"
 
@@ -11,7 +12,7 @@
 static void check_config_usage(FILE *out)
 {
     fprintf(out,
-            "Usage: %s check-config [FILE]\n"
+            "Usage: %s check-config [FILE] [--json]\n"
             "Validate FILE (or the --config file) and print every error.\n"
             "Exits 0 when the file is valid, 1 when it is not.\n",
             PROG_NAME);
@@ -21,21 +22,17 @@ int check_config_main(int argc, const char *argv[])
 {
     struct td_config *cfg = NULL;
     struct cfg_errors errs = {NULL, 0};
+    const char *pos[1] = {NULL};
     const char *path = ctl_config_path;
-    int ret = 2;
+    int ret;
     int rc;
 
-    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        check_config_usage(stdout);
-        ret = 0;
+    ret = ctl_args(argc, argv, NULL, pos, 0, 1, check_config_usage);
+    if (ret != CTL_ARGS_GO)
         goto out;
-    }
-    if (argc > 2 || (argc == 2 && argv[1][0] == '-' && argv[1][1] != '\0')) {
-        check_config_usage(stderr);
-        goto out;
-    }
-    if (argc == 2)
-        path = argv[1];
+    ret = CTL_EXIT_USAGE;
+    if (pos[0])
+        path = pos[0];
     if (!path) {
         fprintf(stderr, "%s: check-config: no file given (pass FILE or --config FILE)\n",
                 PROG_NAME);
@@ -52,11 +49,31 @@ int check_config_main(int argc, const char *argv[])
         else
             fprintf(stderr, "%s: configuration has %zu error%s\n", path, errs.n,
                     errs.n == 1 ? "" : "s");
-        ret = 1;
-        goto out;
+        ret = CTL_EXIT_FAIL;
+    } else {
+        if (!ctl_json)
+            printf("%s: ok (%zu listeners, %zu users)\n", path, cfg->n_listeners, cfg->n_users);
+        ret = CTL_EXIT_OK;
     }
-    printf("%s: ok (%zu listeners, %zu users)\n", path, cfg->n_listeners, cfg->n_users);
-    ret = 0;
+    if (ctl_json) {
+        cj_obj(NULL);
+        cj_str("file", path);
+        cj_bool("ok", rc == 0);
+        if (cfg) {
+            cj_u64("listeners", cfg->n_listeners);
+            cj_u64("users", cfg->n_users);
+            cj_u64("tunnels", cfg->n_tunnels);
+            cj_u64("servers", cfg->n_servers);
+        }
+        cj_arr("errors");
+        for (size_t i = 0; i < errs.n; i++)
+            cj_str(NULL, errs.msgs[i]);
+        if (rc != 0 && errs.n == 0)
+            cj_str(NULL, td_strerror(rc));
+        cj_arr_end();
+        cj_obj_end();
+        cj_done();
+    }
 out:
     cfg_free(cfg);
     cfg_errors_free(&errs);

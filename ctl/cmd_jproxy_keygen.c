@@ -8,6 +8,8 @@
  * so it never replaces another user's file. */
 #include "subcommands.h"
 
+#include "out.h"
+
 #include "util/error.h"
 #include "util/fs.h"
 #include "proto/jproxy_keys.h"
@@ -19,22 +21,23 @@
 
 static void keygen_usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: %s jproxy-keygen --user NAME --key-out PATH --users-dir DIR [--force]\n"
-            "Generate a jProxy v3 user: an RSA-2048 key pair, a salt and the login token.\n"
-            "\n"
-            "  --user NAME       user name stored in the server's user file\n"
-            "                    (1..255 bytes of UTF-8, no NUL, no characters beyond U+FFFF)\n"
-            "  --key-out PATH    the client's key file (key.dat): private key and token;\n"
-            "                    the jproxy tunnel's key_file\n"
-            "  --users-dir DIR   the server's users_dir; the user file is written there as\n"
-            "                    <TOKEN>.dat (DIR is created, owner-only, when missing)\n"
-            "  --force           replace PATH when it already exists\n"
-            "\n"
-            "Both files are written owner-only (0600).  Keep them secret: the user file's\n"
-            "public key is enough to impersonate the server to this client.\n"
-            "Exits 0 on success, 1 on failure, 2 on a usage error.\n",
-            PROG_NAME);
+    fprintf(
+        out,
+        "Usage: %s jproxy-keygen --user NAME --key-out PATH --users-dir DIR [--force] [--json]\n"
+        "Generate a jProxy v3 user: an RSA-2048 key pair, a salt and the login token.\n"
+        "\n"
+        "  --user NAME       user name stored in the server's user file\n"
+        "                    (1..255 bytes of UTF-8, no NUL, no characters beyond U+FFFF)\n"
+        "  --key-out PATH    the client's key file (key.dat): private key and token;\n"
+        "                    the jproxy tunnel's key_file\n"
+        "  --users-dir DIR   the server's users_dir; the user file is written there as\n"
+        "                    <TOKEN>.dat (DIR is created, owner-only, when missing)\n"
+        "  --force           replace PATH when it already exists\n"
+        "\n"
+        "Both files are written owner-only (0600).  Keep them secret: the user file's\n"
+        "public key is enough to impersonate the server to this client.\n"
+        "Exits 0 on success, 1 on failure, 2 on a usage error.\n",
+        PROG_NAME);
 }
 
 /* memset that the compiler may not drop. */
@@ -68,6 +71,10 @@ int jproxy_keygen_main(int argc, const char *argv[])
             keygen_usage(stdout);
             ret = 0;
             goto out;
+        }
+        if (strcmp(argv[i], "--json") == 0) {
+            ctl_json = true;
+            continue;
         }
         if (strcmp(argv[i], "--force") == 0) {
             force = true;
@@ -172,6 +179,22 @@ int jproxy_keygen_main(int argc, const char *argv[])
     }
     user_written = false; /* both files stay */
 
+    if (ctl_json) {
+        char tok[2 * JP_TOKEN_LEN + 1];
+        memcpy(tok, fname, 2 * JP_TOKEN_LEN);
+        tok[2 * JP_TOKEN_LEN] = '\0';
+        cj_obj(NULL);
+        cj_str("user", u.name);
+        cj_str("token", tok);
+        cj_str("key_file", vals[1]);
+        cj_str("user_file", user_path);
+        cj_bool("created_users_dir", created);
+        cj_obj_end();
+        cj_done();
+        keygen_wipe(tok, sizeof(tok));
+        ret = 0;
+        goto out;
+    }
     printf("user:      %s\n"
            "token:     %.*s\n"
            "key file:  %s\n"
