@@ -153,6 +153,7 @@ struct conn {
     struct udp_assoc *udp;
 
     /* Set when the route is a tunnel (NULL for direct TCP). */
+    struct td_tunnel *tunnel; /* the tunnel it went through (TCP or UDP), for a bounce */
     const struct conn_target_ops *tops;
     void *tstream;
     char fail_detail[256]; /* a tunnel's reason for a failed open */

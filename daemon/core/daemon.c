@@ -145,7 +145,7 @@ static void daemon_tunnel_free(struct td_tunnel *t)
 }
 
 static struct td_server *daemon_server_new(struct td_daemon *d, struct td_config *owner,
-                                           const struct cfg_server *sc)
+                                           const struct cfg_server *sc, uint16_t port)
 {
     struct td_server *s = calloc(1, sizeof(*s));
 
@@ -156,6 +156,9 @@ static struct td_server *daemon_server_new(struct td_daemon *d, struct td_config
     td_queue_init(&s->retired);
     s->d = d;
     s->cfg = sc;
+    s->listen = sc->listen;
+    if (s->listen.port == 0)
+        s->listen.port = port;
     s->proto = td_proto_find(d, sc->protocol);
     if (!s->proto || !s->proto->server) {
         LOG_ERROR("main", "server %s: this build has no %s server", sc->name,
@@ -198,7 +201,7 @@ static void daemon_server_free(struct td_server *s)
 }
 
 static struct td_listener *daemon_listener_new(struct td_daemon *d, struct td_config *owner,
-                                               const struct cfg_listener *lc)
+                                               const struct cfg_listener *lc, uint16_t port)
 {
     struct td_listener *l = malloc(sizeof(*l));
 
@@ -206,7 +209,7 @@ static struct td_listener *daemon_listener_new(struct td_daemon *d, struct td_co
         LOG_ERROR("main", "listener %s: out of memory", lc->name);
         return NULL;
     }
-    if (listener_start(d, l, owner, lc) != 0) {
+    if (listener_start(d, l, owner, lc, port) != 0) {
         listener_close(l);
         td_queue_insert_tail(&d->retired_listeners, &l->retired);
         return NULL;
@@ -373,6 +376,7 @@ void daemon_tunnel_open(struct td_daemon *d, struct conn *c, const char *host, u
         conn_target_failed(c, TD_ENOTFOUND, "no such tunnel");
         return;
     }
+    c->tunnel = t;
     t->proto->tunnel->open_stream(t, c, host, port);
 }
 
@@ -409,6 +413,13 @@ int daemon_bounce(struct td_daemon *d, const char *name, const char **kind)
         if (!nt)
             return TD_EIO;
         d->tunnels[i] = nt;
+        /* Its connections end first, so that the tunnel closes with no
+         * stream left (conn_close() never frees synchronously). */
+        for (struct td_queue *q = d->conns.next; q != &d->conns; q = q->next) {
+            struct conn *c = td_container_of(q, struct conn, node);
+            if (c->tunnel == t)
+                conn_close(c, END_SHUTDOWN);
+        }
         daemon_tunnel_retire(d, t, true);
         return 0;
     }
@@ -428,7 +439,7 @@ int daemon_bounce(struct td_daemon *d, const char *name, const char **kind)
         LOG_INFO("main", "server %s: bounced: binding again (its tunnels carry on)", name);
         /* The old one lets go of its address before the new one binds it. */
         daemon_server_retire(d, s);
-        ns = daemon_server_new(d, s->owner, s->cfg);
+        ns = daemon_server_new(d, s->owner, s->cfg, s->bound_port);
         if (!ns) {
             /* Keep serving on a fresh instance is impossible: the entry
              * stays retired, and says why in the log. */
@@ -460,6 +471,20 @@ static bool rules_eq(const struct cfg_rules *a, const struct cfg_rules *b)
     return a->n_allow == b->n_allow && a->n_deny == b->n_deny &&
            (a->n_allow == 0 || memcmp(a->allow, b->allow, a->n_allow * sizeof(*a->allow)) == 0) &&
            (a->n_deny == 0 || memcmp(a->deny, b->deny, a->n_deny * sizeof(*a->deny)) == 0);
+}
+
+/* A listener or server that a reload replaces on the same address keeps the
+ * port it had when that address says port 0: its clients know that one. */
+static uint16_t listener_old_port(struct td_daemon *d, const struct cfg_listener *lc)
+{
+    const struct td_listener *o = td_listener_find(d, lc->name);
+    return o && lc->listen.port == 0 && hp_eq(&o->cfg->listen, &lc->listen) ? o->acc.port : 0;
+}
+
+static uint16_t server_old_port(struct td_daemon *d, const struct cfg_server *sc)
+{
+    const struct td_server *o = td_server_find(d, sc->name);
+    return o && sc->listen.port == 0 && hp_eq(&o->cfg->listen, &sc->listen) ? o->bound_port : 0;
 }
 
 static bool listener_same(const struct cfg_listener *a, const struct cfg_listener *b)
@@ -586,7 +611,7 @@ static int daemon_reload_apply(struct td_daemon *d, struct cfg_errors *errs,
             nl[i] = o;
             res->kept++;
         } else if (!o) {
-            nl[i] = daemon_listener_new(d, nc, lc);
+            nl[i] = daemon_listener_new(d, nc, lc, 0);
             if (!nl[i]) {
                 snprintf(why, sizeof(why), "listener %s: cannot start (see the log)", lc->name);
                 errs_add(errs, why);
@@ -608,7 +633,7 @@ static int daemon_reload_apply(struct td_daemon *d, struct cfg_errors *errs,
             /* A new server loads the new users. */
             d->state = nstate;
             d->cfg = nc;
-            ns[i] = daemon_server_new(d, nc, sc);
+            ns[i] = daemon_server_new(d, nc, sc, 0);
             d->state = keep;
             d->cfg = keepc;
             if (!ns[i]) {
@@ -660,7 +685,8 @@ static int daemon_reload_apply(struct td_daemon *d, struct cfg_errors *errs,
     for (size_t i = 0; i < nc->n_listeners; i++) {
         if (nl[i])
             continue;
-        nl[i] = daemon_listener_new(d, nc, &nc->listeners[i]);
+        nl[i] =
+            daemon_listener_new(d, nc, &nc->listeners[i], listener_old_port(d, &nc->listeners[i]));
         if (!nl[i]) {
             snprintf(why, sizeof(why), "listener %s: cannot bind its new address (see the log)",
                      nc->listeners[i].name);
@@ -683,7 +709,7 @@ static int daemon_reload_apply(struct td_daemon *d, struct cfg_errors *errs,
     for (size_t i = 0; i < nc->n_servers; i++) {
         if (ns[i])
             continue;
-        ns[i] = daemon_server_new(d, nc, &nc->servers[i]);
+        ns[i] = daemon_server_new(d, nc, &nc->servers[i], server_old_port(d, &nc->servers[i]));
         if (!ns[i]) {
             snprintf(why, sizeof(why), "server %s: cannot start (see the log)",
                      nc->servers[i].name);
@@ -924,13 +950,13 @@ int daemon_run(const struct daemon_opts *opts)
         goto out;
     }
     for (size_t i = 0; i < d.cfg->n_listeners; i++) {
-        d.listeners[i] = daemon_listener_new(&d, d.cfg, &d.cfg->listeners[i]);
+        d.listeners[i] = daemon_listener_new(&d, d.cfg, &d.cfg->listeners[i], 0);
         if (!d.listeners[i])
             goto out;
         d.n_listeners++;
     }
     for (size_t i = 0; i < d.cfg->n_servers; i++) {
-        d.servers[i] = daemon_server_new(&d, d.cfg, &d.cfg->servers[i]);
+        d.servers[i] = daemon_server_new(&d, d.cfg, &d.cfg->servers[i], 0);
         if (!d.servers[i])
             goto out;
         d.n_servers++;

@@ -171,6 +171,8 @@ int td_acceptor_open(struct td_daemon *d, struct td_acceptor *a, const struct td
     len = sizeof(ss);
     uv_tcp_getsockname(a->tcp, (struct sockaddr *)&ss, &len);
     td_sockaddr_str((struct sockaddr *)&ss, a->addr, sizeof(a->addr));
+    a->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                             : ((struct sockaddr_in *)&ss)->sin_port);
     LOG_INFO("main", "%s %s (%s) listening on %s", o->what, o->name, o->kind, a->addr);
     return 0;
 }
@@ -249,16 +251,20 @@ static int listener_on_accept(struct td_acceptor *a)
     return conn_accept(td_container_of(a, struct td_listener, acc));
 }
 
-static int listener_open(struct td_listener *l)
+static int listener_open(struct td_listener *l, uint16_t port)
 {
     const struct cfg_listener *cfg = l->cfg;
     struct td_acceptor_opts o;
+    struct td_hostport listen = cfg->listen;
 
+    /* A rebind of a listener on port 0 keeps the port its clients know. */
+    if (listen.port == 0)
+        listen.port = port;
     memset(&o, 0, sizeof(o));
     o.name = cfg->name;
     o.what = "listener";
     o.kind = cfg_listener_type_name(cfg->type);
-    o.listen = &cfg->listen;
+    o.listen = &listen;
     o.accept_cb = listener_on_accept;
     o.ud = l;
     o.fds_per_conn = 2; /* the client and its target */
@@ -267,20 +273,22 @@ static int listener_open(struct td_listener *l)
 }
 
 int listener_start(struct td_daemon *d, struct td_listener *l, struct td_config *owner,
-                   const struct cfg_listener *cfg)
+                   const struct cfg_listener *cfg, uint16_t port)
 {
     memset(l, 0, sizeof(*l));
     td_queue_init(&l->retired);
     l->d = d;
     l->cfg = cfg;
     l->owner = cfg_ref(owner);
-    return listener_open(l);
+    return listener_open(l, port);
 }
 
 int listener_rebind(struct td_listener *l)
 {
+    uint16_t port = l->acc.port;
+
     td_acceptor_close(&l->acc);
-    return listener_open(l);
+    return listener_open(l, port);
 }
 
 void listener_close(struct td_listener *l)

@@ -50,6 +50,7 @@ struct td_acceptor {
     uint64_t hs_evicted;
     bool evict_logged;
     char addr[80]; /* the bound address, as logged */
+    uint16_t port; /* the bound port */
 };
 
 struct td_acceptor_opts {
@@ -105,8 +106,9 @@ struct td_listener {
 };
 
 /* cfg is an entry of owner, which the listener holds a reference to. */
+/* port: what to bind when cfg->listen says port 0 (0: any). */
 int listener_start(struct td_daemon *d, struct td_listener *l, struct td_config *owner,
-                   const struct cfg_listener *cfg);
+                   const struct cfg_listener *cfg, uint16_t port);
 void listener_close(struct td_listener *l);
 /* Close the listening socket and bind again (connections carry on). */
 int listener_rebind(struct td_listener *l);

@@ -165,6 +165,10 @@ struct td_server {
     struct td_queue retired; /* d->retired_servers, once replaced */
     struct td_daemon *d;
     const struct cfg_server *cfg;
+    /* Where start() binds: cfg->listen, except that a bounce of a server on
+     * port 0 binds the port it had, since its clients know that one. */
+    struct td_hostport listen;
+    uint16_t bound_port; /* set by start() */
     struct td_config *owner;
     const struct td_proto *proto;
     void *impl;

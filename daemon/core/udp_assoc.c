@@ -393,6 +393,7 @@ int udp_assoc_start(struct conn *c, const struct socks5_request *req)
     if (strcmp(c->lcfg->route, "direct") != 0) {
         const struct td_tunnel_ops *ops;
         ua->tunnel = td_tunnel_find(c->d, c->lcfg->route);
+        c->tunnel = ua->tunnel;
         ops = ua->tunnel ? ua->tunnel->proto->tunnel : NULL;
         if (!ops || !ops->udp_open || (ops->udp_supported && ops->udp_supported(ua->tunnel) == 0)) {
             LOG_INFO("udp", "#%llu %s: UDP ASSOCIATE is not available on route %s",

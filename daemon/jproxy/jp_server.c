@@ -1750,16 +1750,19 @@ static int jps_start(struct td_server *ts)
 {
     struct jp_server *srv = ts->impl;
     struct td_acceptor_opts o;
+    int r;
 
     memset(&o, 0, sizeof(o));
     o.name = srv->cfg->name;
     o.what = "server";
     o.kind = "jproxy";
-    o.listen = &srv->cfg->listen;
+    o.listen = &ts->listen;
     o.accept_cb = jps_accept;
     o.ud = srv;
     o.fds_per_conn = 2; /* the tunnel and its first target */
-    return td_acceptor_open(srv->d, &srv->acc, &o);
+    r = td_acceptor_open(srv->d, &srv->acc, &o);
+    ts->bound_port = srv->acc.port;
+    return r;
 }
 
 /* The listening socket closes; tunnels already open carry on. */

@@ -134,6 +134,7 @@ struct ws_client {
     struct wstan_key key;
     char cookie_name[WSTAN_COOKIE_NAME_LEN + 1];
     struct lws_vhost *vh;
+    char vh_name[CFG_NAME_MAX + 24]; /* ws_lws_vhost_name() */
     struct lws_protocols protocols[2];
     char host_hdr[TD_HOST_MAX + 16];
     char ca_path[512];
@@ -1426,7 +1427,8 @@ static int ws_client_create(struct td_daemon *d, const struct cfg_tunnel *cfg,
     cl->protocols[0].rx_buffer_size = 0;
 
     ws_lws_vhost_info(&info);
-    info.vhost_name = cfg->name;
+    ws_lws_vhost_name(cl->d, cfg->name, cl->vh_name, sizeof(cl->vh_name));
+    info.vhost_name = cl->vh_name;
     info.protocols = cl->protocols;
     info.user = cl; /* for the wsis whose tunnel went first (wsc_orphan) */
     if (cfg->tls) {

@@ -3,6 +3,7 @@
 
 #include "util/log.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,7 @@ struct ws_lws {
     uint64_t socks;  /* connection sockets lws holds for us */
     bool stopping;   /* ws_lws_stop() ran: destroy when socks is 0 */
     bool timer_open; /* stop_timer initialised and not closed */
+    uint64_t vhosts; /* vhosts named so far */
     uv_timer_t stop_timer;
 };
 
@@ -59,6 +61,13 @@ static void ws_lws_log(int level, const char *line)
         LOG_WARN("lws", "%s", buf);
     else
         LOG_DEBUG("lws", "%s", buf);
+}
+
+void ws_lws_vhost_name(struct td_daemon *d, const char *name, char *out, size_t cap)
+{
+    struct ws_lws *st = ws_lws_get(d, true);
+
+    snprintf(out, cap, "%s.%llu", name, (unsigned long long)(st ? ++st->vhosts : 0));
 }
 
 struct lws_context *ws_lws_context(struct td_daemon *d)

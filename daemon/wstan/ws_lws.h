@@ -39,6 +39,11 @@
 #define WS_LWS_CLOSE_GRACE_MS 2000
 
 struct lws_context *ws_lws_context(struct td_daemon *d);
+/* A vhost name no other vhost of the context has: the entry's name and a
+ * serial.  lws picks a vhost by name (an adopted upgrade's Host), and a
+ * bounced or replaced entry's old vhost lives on beside the new one while
+ * its connections drain. */
+void ws_lws_vhost_name(struct td_daemon *d, const char *name, char *out, size_t cap);
 void ws_lws_stop(struct td_daemon *d);
 void ws_lws_free(struct td_daemon *d);
 

@@ -154,6 +154,7 @@ struct ws_server {
     struct td_acceptor acc; /* plain ws:// (native wss: lws listens) */
     bool accepting;
     struct lws_vhost *vh;
+    char vh_name[CFG_NAME_MAX + 24]; /* ws_lws_vhost_name() */
     struct lws_protocols protocols[2];
     struct wss_key *keys;
     size_t n_keys;
@@ -1043,7 +1044,7 @@ static void wss_hs_adopt(struct wss_hs *hs, struct wss_hello *h, const char *ws_
                  "Sec-WebSocket-Version: 13\r\n"
                  "%s"
                  "\r\n",
-                 (unsigned long long)a->id, srv->cfg->name, (int)ws_key_len, ws_key,
+                 (unsigned long long)a->id, srv->vh_name, (int)ws_key_len, ws_key,
                  h->want_ack ? "Sec-WebSocket-Protocol: " WSS_PROTO "\r\n" : "");
     if (n < 0 || (size_t)n >= sizeof(head) || td_sock_dup(&hs->tcp, &fd) != 0) {
         wss_hello_free(&a->hello);
@@ -1603,22 +1604,24 @@ static int wss_start(struct td_server *ts)
     struct td_acceptor_opts o;
     struct lws_context *ctx;
     char hp[300];
+    int r;
 
     ctx = ws_lws_context(d);
     if (!ctx)
         return TD_EIO;
-    td_hostport_format(hp, sizeof(hp), cfg->listen.host, cfg->listen.port);
+    td_hostport_format(hp, sizeof(hp), ts->listen.host, ts->listen.port);
     srv->protocols[0].name = WSS_PROTO;
     srv->protocols[0].callback = wss_callback;
     srv->protocols[0].per_session_data_size = sizeof(struct wss_pss);
     srv->protocols[0].rx_buffer_size = 0;
     ws_lws_vhost_info(&info);
-    info.vhost_name = cfg->name;
+    ws_lws_vhost_name(d, cfg->name, srv->vh_name, sizeof(srv->vh_name));
+    info.vhost_name = srv->vh_name;
     info.protocols = srv->protocols;
     info.user = srv;
     if (cfg->tls_cert) {
-        info.port = cfg->listen.port;
-        info.iface = cfg->listen.host;
+        info.port = ts->listen.port;
+        info.iface = ts->listen.host;
         info.ssl_cert_filepath = cfg->tls_cert;
         info.ssl_private_key_filepath = cfg->tls_key;
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6 * (cfg->listen.kind == TD_HOST_IPV4);
@@ -1636,9 +1639,9 @@ static int wss_start(struct td_server *ts)
         /* lws's listening socket, for as long as the context lives. */
         d->fds_in_use++;
         srv->listen_counted = true;
+        ts->bound_port = (uint16_t)lws_get_vhost_listen_port(srv->vh);
         snprintf(srv->addr, sizeof(srv->addr), "%s",
-                 td_hostport_format(hp, sizeof(hp), cfg->listen.host,
-                                    (uint16_t)lws_get_vhost_listen_port(srv->vh)));
+                 td_hostport_format(hp, sizeof(hp), ts->listen.host, ts->bound_port));
         LOG_INFO("main", "server %s (wstan) listening on %s", cfg->name, srv->addr);
         return 0;
     }
@@ -1646,11 +1649,13 @@ static int wss_start(struct td_server *ts)
     o.name = cfg->name;
     o.what = "server";
     o.kind = "wstan";
-    o.listen = &cfg->listen;
+    o.listen = &ts->listen;
     o.accept_cb = wss_accept;
     o.ud = srv;
     o.fds_per_conn = 3; /* the socket, its copy for lws, and the target */
-    return td_acceptor_open(d, &srv->acc, &o);
+    r = td_acceptor_open(d, &srv->acc, &o);
+    ts->bound_port = srv->acc.port;
+    return r;
 }
 
 /* No new connections; handshakes in progress are refused. */
