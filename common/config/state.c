@@ -342,12 +342,17 @@ int td_state_load(const char *dir, struct td_state *out, char *why, size_t whyca
 int td_state_save(const char *dir, const struct td_state *st)
 {
     struct ctl_buf b;
-    char path[4096];
+    char path[4096], jdir[4096];
     int r;
 
     r = td_state_path(dir, "state", path, sizeof(path));
     if (r != 0)
         return r;
+    /* The caller holds the lock: what a writer killed mid-write left is
+     * nobody's now. */
+    (void)td_fs_remove_stale_tmp(dir, NULL);
+    if (td_state_path(dir, "jproxy", jdir, sizeof(jdir)) == 0)
+        (void)td_fs_remove_stale_tmp(jdir, NULL);
     r = td_state_format(st, &b);
     if (r == 0)
         r = td_fs_write_file_private(path, (const uint8_t *)b.p, b.len);

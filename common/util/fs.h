@@ -34,6 +34,15 @@ int td_fs_mkdir_private(const char *path, bool *created);
 /* Remove a file (for cleaning up after a failure). */
 int td_fs_remove(const char *path);
 
+/* Is name (no directory) one of td_fs_write_file_private()'s temporary
+ * files, "FILE.tmp.SUFFIX"? */
+bool td_fs_is_tmp_name(const char *name);
+/* Remove the temporary files that writers killed mid-write left in dir (a
+ * missing dir is fine).  Only a writer holding the directory's lock may call
+ * it, or it could remove another writer's file before its rename.  Returns
+ * 0 or the first TD_E* met; *removed (may be NULL) counts them. */
+int td_fs_remove_stale_tmp(const char *dir, size_t *removed);
+
 /* An exclusive advisory lock on a lock file (created owner-only when
  * missing), held until td_fs_unlock() or the process ends, so that a
  * killed holder never leaves it locked.  Waits up to timeout_ms for another

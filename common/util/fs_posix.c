@@ -3,6 +3,7 @@
 
 #include "util/error.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -269,4 +270,32 @@ void td_fs_unlock(struct td_fs_lock *l)
         return;
     close(l->fd); /* releases the lock */
     free(l);
+}
+
+int td_fs_remove_stale_tmp(const char *dir, size_t *removed)
+{
+    char path[4096];
+    struct dirent *e;
+    DIR *dp;
+    int rc = 0;
+
+    if (removed)
+        *removed = 0;
+    dp = opendir(dir);
+    if (!dp)
+        return errno == ENOENT ? 0 : td__fs_err(errno);
+    while ((e = readdir(dp)) != NULL) {
+        if (!td_fs_is_tmp_name(e->d_name))
+            continue;
+        if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path))
+            continue;
+        if (unlink(path) == 0) {
+            if (removed)
+                (*removed)++;
+        } else if (rc == 0 && errno != ENOENT) {
+            rc = td__fs_err(errno);
+        }
+    }
+    closedir(dp);
+    return rc;
 }

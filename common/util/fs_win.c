@@ -327,3 +327,54 @@ void td_fs_unlock(struct td_fs_lock *l)
     CloseHandle(l->h);
     free(l);
 }
+
+int td_fs_remove_stale_tmp(const char *dir, size_t *removed)
+{
+    WIN32_FIND_DATAW fd;
+    wchar_t *wdir, *pattern = NULL, *full = NULL;
+    size_t n;
+    HANDLE h;
+    int rc = 0;
+
+    if (removed)
+        *removed = 0;
+    wdir = td__fs_wide(dir);
+    if (wdir == NULL)
+        return TD_EINVAL;
+    n = wcslen(wdir);
+    pattern = malloc((n + 8) * sizeof(wchar_t));
+    full = malloc((n + MAX_PATH + 2) * sizeof(wchar_t));
+    if (pattern == NULL || full == NULL) {
+        rc = TD_ENOMEM;
+        goto out;
+    }
+    _snwprintf(pattern, n + 8, L"%ls\\*", wdir);
+    pattern[n + 7] = L'\0';
+    h = FindFirstFileW(pattern, &fd);
+    if (h == INVALID_HANDLE_VALUE) {
+        DWORD e = GetLastError();
+        rc = e == ERROR_FILE_NOT_FOUND || e == ERROR_PATH_NOT_FOUND ? 0 : td__fs_err_win(e);
+        goto out;
+    }
+    do {
+        char name[MAX_PATH * 3 + 1];
+        if (WideCharToMultiByte(CP_UTF8, 0, fd.cFileName, -1, name, (int)sizeof(name), NULL,
+                                NULL) <= 0 ||
+            !td_fs_is_tmp_name(name))
+            continue;
+        _snwprintf(full, n + MAX_PATH + 2, L"%ls\\%ls", wdir, fd.cFileName);
+        full[n + MAX_PATH + 1] = L'\0';
+        if (DeleteFileW(full)) {
+            if (removed)
+                (*removed)++;
+        } else if (rc == 0 && GetLastError() != ERROR_FILE_NOT_FOUND) {
+            rc = td__fs_err_win(GetLastError());
+        }
+    } while (FindNextFileW(h, &fd));
+    FindClose(h);
+out:
+    free(full);
+    free(pattern);
+    free(wdir);
+    return rc;
+}

@@ -161,6 +161,42 @@ static void test_files(void **state)
     }
     assert_int_equal(td_state_load(dir, &back, why, sizeof(why)), TD_EPROTO);
     unlink(path);
+
+    /* A save removes what writers killed mid-write left, and only that. */
+    {
+        static const char *const left[] = {"state.tmp.AbC123", "jproxy/AB.dat.tmp.x1y2z3"};
+        static const char *const kept[] = {"state.tmp", "notes.tmp.toolongsuffix1",
+                                           "jproxy/AB.dat"};
+        char p2[300];
+        snprintf(p2, sizeof(p2), "%s/jproxy", dir);
+        assert_int_equal(mkdir(p2, 0700), 0);
+        for (size_t i = 0; i < 2; i++) {
+            snprintf(p2, sizeof(p2), "%s/%s", dir, left[i]);
+            fclose(fopen(p2, "w"));
+        }
+        for (size_t i = 0; i < 3; i++) {
+            snprintf(p2, sizeof(p2), "%s/%s", dir, kept[i]);
+            fclose(fopen(p2, "w"));
+        }
+        assert_int_equal(td_state_add(&st, "bob", CFG_PROTO_WSTAN, K2, 6), 0);
+        assert_int_equal(td_state_save(dir, &st), 0);
+        for (size_t i = 0; i < 2; i++) {
+            snprintf(p2, sizeof(p2), "%s/%s", dir, left[i]);
+            assert_int_not_equal(access(p2, F_OK), 0);
+        }
+        for (size_t i = 0; i < 3; i++) {
+            snprintf(p2, sizeof(p2), "%s/%s", dir, kept[i]);
+            assert_int_equal(access(p2, F_OK), 0);
+            unlink(p2);
+        }
+        assert_true(td_fs_is_tmp_name("state.tmp.000000000abc"));
+        assert_false(td_fs_is_tmp_name(".tmp.abcdef"));
+        assert_false(td_fs_is_tmp_name("state.tmp.ab-def"));
+        td_state_free(&st);
+        snprintf(p2, sizeof(p2), "%s/jproxy", dir);
+        rmdir(p2);
+        unlink(path);
+    }
     rmdir(dir);
 }
 
