@@ -94,7 +94,7 @@ static const struct ctl_fspec conn_fields[] = {
 };
 
 const struct ctl_rspec ctl_conns_recs[1] = {
-    {"conn", "conns", "id", CTL_FT_NUM, "ID", conn_fields},
+    {"conn", "conns", "id", CTL_FT_STR, "ID", conn_fields},
 };
 
 const struct ctl_fspec ctl_reload_top[] = {

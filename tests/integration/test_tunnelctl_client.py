@@ -158,13 +158,13 @@ class ClientTest(unittest.TestCase):
         self.replies["conns"] = c.ok(
             "conn=12", "user=alice", "listener=local", "route=direct", "client=127.0.0.1:5000",
             "target=example.com:443", "bytes_in=2048", "bytes_out=100", "age_ms=65000",
-            "conn=13", "user=-", "server=wstan-in", "route=direct", "client=10.0.0.2:1",
+            "conn=wstan-in:13", "user=-", "server=wstan-in", "route=direct", "client=10.0.0.2:1",
             "target=1.2.3.4:80", "bytes_in=0", "bytes_out=0", "age_ms=10")
         r = self.ctl("conns")
         self.assertRegex(r.out, r"(?m)^12\s+alice\s+local\s+-\s+direct\s+127\.0\.0\.1:5000\s+"
                                 r"example\.com:443\s+2\.0KiB\s+100B\s+1m05s$")
         j = self.ctl("conns", "--json").json()
-        self.assertEqual(j["conns"][0]["id"], 12)
+        self.assertEqual(j["conns"][0]["id"], "12")
         self.assertIsNone(j["conns"][0]["server"])
         self.assertEqual(j["conns"][1]["server"], "wstan-in")
         self.assertEqual(j["conns"][1]["age_ms"], 10)
@@ -188,7 +188,9 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(self.ctl("bounce", "local").out, "bounced listener local\n")
         self.assertEqual(self.ctl("bounce", "local", "--json").json(),
                          {"name": "local", "kind": "listener"})
-        self.assertEqual(self.ctl("kill", "9", "--json").json(), {"id": 9, "killed": True})
+        self.assertEqual(self.ctl("kill", "9", "--json").json(), {"id": "9", "killed": True})
+        self.assertEqual(self.ctl("kill", "ws-in:12", "--json").json(),
+                         {"id": "ws-in:12", "killed": True})
         self.replies["version"] = c.ok("version=0.2.0", "protocol=1")
         r = self.ctl("version")
         self.assertIn("tunneld   0.2.0 (control protocol 1)", r.out)
