@@ -20,8 +20,23 @@ int td_ctlsock_prepare(const char *path, char *why, size_t whycap)
     struct stat st;
     int fd, r;
 
-    if (lstat(path, &st) != 0)
+    if (lstat(path, &st) != 0) {
+        /* Started by hand rather than by systemd (RuntimeDirectory=), the
+         * socket's directory may not exist yet: make it, one level, for us
+         * and our group only. */
+        char dir[sizeof(sa.sun_path) + 1];
+        const char *slash = strrchr(path, '/');
+        size_t n = slash ? (size_t)(slash - path) : 0;
+        if (n > 0 && n < sizeof(dir)) {
+            memcpy(dir, path, n);
+            dir[n] = '\0';
+            if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+                snprintf(why, whycap, "cannot make its directory %s: %s", dir, strerror(errno));
+                return TD_EACCES;
+            }
+        }
         return 0; /* nothing there */
+    }
     if (!S_ISSOCK(st.st_mode)) {
         snprintf(why, whycap, "%s exists and is not a socket; not touching it", path);
         return TD_EEXIST;

@@ -35,6 +35,10 @@ class QuickstartTest(unittest.TestCase):
         cls.moved = {p: free_port() for p in ports}
         for old, new in cls.moved.items():
             text = re.sub(r"127\.0\.0\.1:%s\b" % old, "127.0.0.1:%d" % new, text)
+        # Its control socket and state live beside the build; here, in the
+        # test's directory (which the daemon makes, as it would the build's).
+        assert "../../build/quickstart/" in text
+        text = text.replace("../../build/quickstart/", "@TMPDIR@/qs/")
         cls.origin = h.HttpOrigin()
         cls.d = h.Daemon(text)
 
@@ -60,6 +64,13 @@ class QuickstartTest(unittest.TestCase):
                 self.fetch(["--socks5-hostname", "127.0.0.1:%d" % port]
                            if name != "http" else ["-x", "http://127.0.0.1:%d" % port],
                            100000, "qs-" + name)
+
+    def test_tunnelctl_works_on_it(self):
+        p = subprocess.run([h.TUNNELCTL_BIN, "--config", self.d.config_path, "--json", "status"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn('"wstan-in"', p.stdout.decode())
+        self.assertTrue(os.path.exists(os.path.join(self.d.tmpdir, "qs", "control.sock")))
 
     def test_tunnel_route_really_crosses_the_server(self):
         port = self.d.port("via-wstan")
