@@ -321,6 +321,14 @@ class OnlineTest(unittest.TestCase):
             self.assertIsNone(b.finish(), "the other tunnel's transfer broke")
             # The bounced tunnel works again.
             self.fetch(cli.port("sa"), 5000, "ta2")
+            # A listener bounce rebinds it on the port its clients know,
+            # while the other listener's connection carries on.
+            c = EchoPump(cli.port("sb"), self.echo)
+            js = tctl_ok(self, cli, "bounce", "sa")
+            self.assertEqual((js["name"], js["kind"]), ("sa", "listener"))
+            self.fetch(cli.port("sa"), 5000, "ta3")
+            time.sleep(0.3)
+            self.assertIsNone(c.finish(), "a listener bounce broke another listener's transfer")
             # A server bounce rebinds it: the same port serves new tunnels.
             js = tctl_ok(self, self.srv, "bounce", "ws-in")
             self.assertEqual(js["kind"], "server")
