@@ -19,7 +19,9 @@
 #define WS_TUN_PONG_POOL_MS (9 * 1000)
 #define WS_TUN_PING_LEN     4
 /* Receive buffers above this are freed after each message: big buffers
- * only while big messages flow. */
+ * only while big messages flow.  A message that arrives whole in one lws
+ * callback needs none (it is decoded where lws has it), and such a message
+ * frees the reassembly buffer, so a quiet tunnel holds none. */
 #define WS_TUN_RX_KEEP (64 * 1024)
 
 enum ws_tun_kind {
@@ -565,13 +567,13 @@ static int ws_tun_event_for(const struct wstan_msg *m, enum wstan_event *ev)
     }
 }
 
-static int ws_tun_dispatch(struct ws_tun *t)
+static int ws_tun_dispatch(struct ws_tun *t, uint8_t *msg, size_t len)
 {
     struct wstan_msg m;
     struct wstan_step step;
     enum wstan_event ev;
     unsigned flags = t->st == WSTAN_RESETTING ? WSTAN_DECODE_SKIP_DAT : 0;
-    int r = wstan_decode_msg(&t->rx, t->rx_buf, t->rx_len, flags, &m);
+    int r = wstan_decode_msg(&t->rx, msg, len, flags, &m);
 
     if (r == TD_EAUTH)
         return ws_tun_fail(t, WSTAN_CLOSE_PROTOCOL, "bad message tag");
@@ -602,7 +604,7 @@ static int ws_tun_dispatch(struct ws_tun *t)
     return t->closing ? -1 : 0;
 }
 
-int ws_tun_on_rx(struct ws_tun *t, const void *in, size_t len, bool binary, bool first, bool final,
+int ws_tun_on_rx(struct ws_tun *t, void *in, size_t len, bool binary, bool first, bool final,
                  size_t remaining)
 {
     int r;
@@ -615,6 +617,21 @@ int ws_tun_on_rx(struct ws_tun *t, const void *in, size_t len, bool binary, bool
     }
     if (!t->rx_binary)
         return ws_tun_fail(t, WSTAN_CLOSE_PROTOCOL, "text message");
+    if (first && final && remaining == 0) {
+        /* The whole message in one piece: decode it in lws's buffer (which
+         * lws lets its callback modify; the bytes are consumed), no copy.
+         * No reassembly is under way, so let its buffer go. */
+        if (len == 0)
+            return ws_tun_fail(t, WSTAN_CLOSE_PROTOCOL, "empty message");
+        if (len > WS_TUN_MAX_MSG)
+            return ws_tun_fail(t, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too large");
+        if (t->rx_buf) {
+            free(t->rx_buf);
+            t->rx_buf = NULL;
+            t->rx_cap = 0;
+        }
+        return ws_tun_dispatch(t, (uint8_t *)in, len);
+    }
     if (t->rx_len + len > WS_TUN_MAX_MSG)
         return ws_tun_fail(t, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too large");
     if (t->rx_len + len > t->rx_cap) {
@@ -637,7 +654,7 @@ int ws_tun_on_rx(struct ws_tun *t, const void *in, size_t len, bool binary, bool
         return 0;
     if (t->rx_len == 0)
         return ws_tun_fail(t, WSTAN_CLOSE_PROTOCOL, "empty message");
-    r = ws_tun_dispatch(t);
+    r = ws_tun_dispatch(t, t->rx_buf, t->rx_len);
     t->rx_len = 0;
     if (t->rx_cap > WS_TUN_RX_KEEP && !t->closing) {
         free(t->rx_buf);

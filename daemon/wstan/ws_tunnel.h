@@ -95,8 +95,10 @@ void ws_tun_close(struct ws_tun *t, int code, const char *why);
 void ws_tun_close_after_queue(struct ws_tun *t, int code, const char *why);
 
 /* ---- glue from the owner's lws callback ----------------------------------- */
-/* LWS_CALLBACK_{CLIENT_,}RECEIVE: returns nonzero when lws must close. */
-int ws_tun_on_rx(struct ws_tun *t, const void *in, size_t len, bool binary, bool first, bool final,
+/* LWS_CALLBACK_{CLIENT_,}RECEIVE: returns nonzero when lws must close.  A
+ * whole message (first, final, nothing remaining) is decrypted in place in
+ * in, lws's receive buffer. */
+int ws_tun_on_rx(struct ws_tun *t, void *in, size_t len, bool binary, bool first, bool final,
                  size_t remaining);
 /* LWS_CALLBACK_{CLIENT,SERVER}_WRITEABLE: returns nonzero to close. */
 int ws_tun_on_writable(struct ws_tun *t);
