@@ -119,7 +119,7 @@ static void td__mbed_ecb_free(void *impl)
     free(e);
 }
 
-static int td__mbed_hmac_new(const uint8_t *key, size_t keylen, void **impl)
+int td__mbedtls_hmac_new(const uint8_t *key, size_t keylen, void **impl)
 {
     const mbedtls_md_info_t *info = mbedtls_md_info_from_type(MBEDTLS_MD_SHA1);
     mbedtls_md_context_t *md = malloc(sizeof(*md));
@@ -136,19 +136,19 @@ static int td__mbed_hmac_new(const uint8_t *key, size_t keylen, void **impl)
     return 0;
 }
 
-static int td__mbed_hmac_update(void *impl, const void *data, size_t len)
+int td__mbedtls_hmac_update(void *impl, const void *data, size_t len)
 {
     return mbedtls_md_hmac_update(impl, data, len) == 0 ? 0 : TD_ECRYPTO;
 }
 
-static int td__mbed_hmac_final(void *impl, uint8_t out[TD_SHA1_LEN])
+int td__mbedtls_hmac_final(void *impl, uint8_t out[TD_SHA1_LEN])
 {
     if (mbedtls_md_hmac_finish(impl, out) != 0)
         return TD_ECRYPTO;
     return mbedtls_md_hmac_reset(impl) == 0 ? 0 : TD_ECRYPTO;
 }
 
-static void td__mbed_hmac_free(void *impl)
+void td__mbedtls_hmac_free(void *impl)
 {
     mbedtls_md_free(impl); /* zeroizes the HMAC pads */
     free(impl);
@@ -162,8 +162,8 @@ const struct td_crypto_backend td_crypto_mbedtls = {
     .ecb_new = td__mbed_ecb_new,
     .ecb_crypt = td__mbed_ecb_crypt,
     .ecb_free = td__mbed_ecb_free,
-    .hmac_new = td__mbed_hmac_new,
-    .hmac_update = td__mbed_hmac_update,
-    .hmac_final = td__mbed_hmac_final,
-    .hmac_free = td__mbed_hmac_free,
+    .hmac_new = td__mbedtls_hmac_new,
+    .hmac_update = td__mbedtls_hmac_update,
+    .hmac_final = td__mbedtls_hmac_final,
+    .hmac_free = td__mbedtls_hmac_free,
 };

@@ -3,8 +3,9 @@
  * EVP's AES-CTR runs the whole buffer through its pipelined AES-NI (or VAES)
  * code.  Its counter is our counter: after each call EVP holds the next
  * block's counter, so the IV is set again only when ours moved elsewhere
- * (a skip), never per call.  The ciphers and the MAC are fetched once per
- * process (OpenSSL 3 would otherwise look them up on every init). */
+ * (a skip), never per call.  The ciphers are fetched once per process
+ * (OpenSSL 3 would otherwise look them up on every init).  HMAC-SHA1 is
+ * mbedTLS's (see the table at the end). */
 #include "crypto/backend.h"
 
 #include "util/error.h"
@@ -13,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
@@ -21,7 +21,6 @@
 #define TD_OSSL_MAX_BLOCKS ((size_t)(INT_MAX / TD_AES_BLOCK_LEN))
 
 static EVP_CIPHER *td__ossl_ctr128, *td__ossl_ctr256, *td__ossl_ecb128;
-static EVP_MAC *td__ossl_hmac;
 
 static const EVP_CIPHER *td__ossl_cipher(EVP_CIPHER **slot, const char *name)
 {
@@ -153,48 +152,6 @@ static int td__ossl_ecb_crypt(void *impl, bool encrypt, const uint8_t *in, uint8
     return 0;
 }
 
-static int td__ossl_hmac_new(const uint8_t *key, size_t keylen, void **impl)
-{
-    OSSL_PARAM params[2];
-    EVP_MAC_CTX *m;
-    static const uint8_t empty[1];
-
-    if (td__ossl_hmac == NULL)
-        td__ossl_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    if (td__ossl_hmac == NULL)
-        return TD_ECRYPTO;
-    m = EVP_MAC_CTX_new(td__ossl_hmac);
-    if (m == NULL)
-        return TD_ENOMEM;
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA1", 0);
-    params[1] = OSSL_PARAM_construct_end();
-    if (EVP_MAC_init(m, key != NULL ? key : empty, keylen, params) != 1) {
-        EVP_MAC_CTX_free(m);
-        return TD_ECRYPTO;
-    }
-    *impl = m;
-    return 0;
-}
-
-static int td__ossl_hmac_update(void *impl, const void *data, size_t len)
-{
-    return EVP_MAC_update(impl, data, len) == 1 ? 0 : TD_ECRYPTO;
-}
-
-static int td__ossl_hmac_final(void *impl, uint8_t out[TD_SHA1_LEN])
-{
-    size_t n = 0;
-    if (EVP_MAC_final(impl, out, &n, TD_SHA1_LEN) != 1 || n != TD_SHA1_LEN)
-        return TD_ECRYPTO;
-    /* NULL key: the same key again, for the next message. */
-    return EVP_MAC_init(impl, NULL, 0, NULL) == 1 ? 0 : TD_ECRYPTO;
-}
-
-static void td__ossl_hmac_free(void *impl)
-{
-    EVP_MAC_CTX_free(impl); /* cleanses the key */
-}
-
 const struct td_crypto_backend td_crypto_openssl = {
     .name = "openssl",
     .ctr_new = td__ossl_ctr_new,
@@ -203,8 +160,12 @@ const struct td_crypto_backend td_crypto_openssl = {
     .ecb_new = td__ossl_ecb_new,
     .ecb_crypt = td__ossl_ecb_crypt,
     .ecb_free = td__ossl_ecb_free,
-    .hmac_new = td__ossl_hmac_new,
-    .hmac_update = td__ossl_hmac_update,
-    .hmac_final = td__ossl_hmac_final,
-    .hmac_free = td__ossl_hmac_free,
+    /* HMAC-SHA1 stays on mbedTLS: wstan tags only its control messages
+     * (never a DAT), and EVP_MAC's re-init per tag costs two heap
+     * allocations and its context 863 bytes against 288 (see
+     * docs/performance.md, "Profiles"). */
+    .hmac_new = td__mbedtls_hmac_new,
+    .hmac_update = td__mbedtls_hmac_update,
+    .hmac_final = td__mbedtls_hmac_final,
+    .hmac_free = td__mbedtls_hmac_free,
 };

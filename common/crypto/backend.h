@@ -1,5 +1,6 @@
 /* The symmetric-crypto backends behind crypto_stream.h and crypto_pk.h:
- * AES-CTR keystream blocks, AES-128-ECB blocks and HMAC-SHA1.  Only
+ * AES-CTR keystream blocks, AES-128-ECB blocks and HMAC-SHA1 (mbedTLS's
+ * in both: see aes_openssl.c).  Only
  * common/crypto/ and the tests use this header.
  *
  * aes_mbedtls.c (portable, always built) and aes_openssl.c (libcrypto EVP,
@@ -62,6 +63,12 @@ int td_aes_ecb_init_be(struct td_aes_ecb *c, const struct td_crypto_backend *be,
                        const uint8_t key[TD_AES128_KEY_LEN]);
 int td_hmac_sha1_init_be(struct td_hmac_sha1 *h, const struct td_crypto_backend *be,
                          const uint8_t *key, size_t keylen);
+
+/* mbedTLS's HMAC-SHA1, which the OpenSSL backend uses too. */
+int td__mbedtls_hmac_new(const uint8_t *key, size_t keylen, void **impl);
+int td__mbedtls_hmac_update(void *impl, const void *data, size_t len);
+int td__mbedtls_hmac_final(void *impl, uint8_t out[TD_SHA1_LEN]);
+void td__mbedtls_hmac_free(void *impl);
 
 /* counter += n, as a 128-bit big-endian integer modulo 2^128. */
 void td__ctr128_add(uint8_t counter[TD_AES_BLOCK_LEN], uint64_t n);

@@ -958,6 +958,10 @@ static int wsc_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         if (wt->t)
             ws_tun_on_pong(wt->t, in, len);
         return 0;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (wt->t)
+            ws_tun_on_peer_close(wt->t);
+        return 0;
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
         char why[128];
         if (wt->why[0] == '\0') {

@@ -1424,6 +1424,10 @@ static int wss_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         if (pss && pss->s && pss->s->t)
             ws_tun_on_pong(pss->s->t, in, len);
         return 0;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (pss && pss->s && pss->s->t)
+            ws_tun_on_peer_close(pss->s->t);
+        return 0;
     case LWS_CALLBACK_CLOSED:
     case LWS_CALLBACK_WSI_DESTROY:
         /* At WSI_DESTROY lws has closed the socket. */

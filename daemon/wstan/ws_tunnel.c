@@ -59,11 +59,12 @@ struct ws_tun {
     struct ws_tun_msg *q_head, *q_tail;
     size_t q_data; /* payload bytes of queued DATs */
 
-    bool closing;     /* close requested: the next callback returns -1 */
-    bool closed_told; /* on_closed has run */
-    const char *why;  /* for on_closed */
-    bool peer_ack;    /* the peer is tunneld: connect acknowledgements */
-    int close_after;  /* ws_tun_close_after_queue(): code, once the queue is out */
+    bool closing;      /* close requested: the next callback returns -1 */
+    bool peer_closing; /* the peer's close frame is in: lws is answering it */
+    bool closed_told;  /* on_closed has run */
+    const char *why;   /* for on_closed */
+    bool peer_ack;     /* the peer is tunneld: connect acknowledgements */
+    int close_after;   /* ws_tun_close_after_queue(): code, once the queue is out */
     const char *close_after_why;
 
     uv_timer_t timer; /* pings */
@@ -131,8 +132,35 @@ static struct ws_tun_msg *ws_tun_msg_new(size_t cap, enum ws_tun_kind kind)
     return m;
 }
 
+static int ws_tun_write_type(const struct ws_tun_msg *m)
+{
+    return m->kind == WS_TUN_MSG_PING ? LWS_WRITE_PING : LWS_WRITE_BINARY;
+}
+
+/* Send m at once when nothing is ahead of it: no message of ours queued,
+ * no partial write of lws's pending, no close under way either way.  lws
+ * then writes it with one send() (and keeps what the socket does not take,
+ * which holds the next messages back until it is out), instead of a
+ * POLLOUT round trip through the loop: asking for WRITEABLE and dropping
+ * POLLOUT afterwards cost four epoll_ctl() calls and a wakeup per message.
+ * Returns true when m is gone (sent, or the tunnel failed and closes). */
+static bool ws_tun_write_now(struct ws_tun *t, struct ws_tun_msg *m)
+{
+    int n;
+
+    if (!t->wsi || t->closing || t->peer_closing || t->q_head || lws_partial_buffered(t->wsi))
+        return false;
+    n = lws_write(t->wsi, m->buf + LWS_PRE, m->len, (enum lws_write_protocol)ws_tun_write_type(m));
+    free(m);
+    if (n < 0)
+        ws_tun_close(t, WSTAN_CLOSE_NORMAL, "write failed");
+    return true;
+}
+
 static void ws_tun_push(struct ws_tun *t, struct ws_tun_msg *m)
 {
+    if (ws_tun_write_now(t, m))
+        return;
     if (t->q_tail)
         t->q_tail->next = m;
     else
@@ -286,6 +314,11 @@ void ws_tun_on_pong(struct ws_tun *t, const void *in, size_t len)
         return; /* unsolicited pongs are allowed (RFC 6455 5.5.3) */
     t->awaiting_pong = false;
     ws_tun_arm(t);
+}
+
+void ws_tun_on_peer_close(struct ws_tun *t)
+{
+    t->peer_closing = true;
 }
 
 void ws_tun_set_pooled(struct ws_tun *t, bool pooled)
@@ -531,8 +564,7 @@ int ws_tun_on_writable(struct ws_tun *t)
     above = t->q_data > WS_TUN_SEND_CAP / 2;
     if (m->kind == WS_TUN_MSG_DATA)
         t->q_data -= m->len;
-    n = lws_write(t->wsi, m->buf + LWS_PRE, m->len,
-                  m->kind == WS_TUN_MSG_PING ? LWS_WRITE_PING : LWS_WRITE_BINARY);
+    n = lws_write(t->wsi, m->buf + LWS_PRE, m->len, (enum lws_write_protocol)ws_tun_write_type(m));
     free(m);
     if (n < 0) {
         t->why = "write failed";

@@ -104,6 +104,9 @@ int ws_tun_on_rx(struct ws_tun *t, void *in, size_t len, bool binary, bool first
 int ws_tun_on_writable(struct ws_tun *t);
 /* LWS_CALLBACK_{CLIENT_,}RECEIVE_PONG. */
 void ws_tun_on_pong(struct ws_tun *t, const void *in, size_t len);
+/* LWS_CALLBACK_WS_PEER_INITIATED_CLOSE: lws answers the close itself; from
+ * now on nothing is written outside lws's WRITEABLE callback. */
+void ws_tun_on_peer_close(struct ws_tun *t);
 /* LWS_CALLBACK_CLOSED / CLIENT_CLOSED / WSI_DESTROY: the wsi is gone. */
 void ws_tun_on_wsi_closed(struct ws_tun *t);
 
