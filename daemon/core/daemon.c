@@ -272,8 +272,8 @@ int daemon_run(const struct daemon_opts *opts)
 
     nofile = fdlimit_raise();
     d.fd_budget = nofile > FD_RESERVE + 2 ? nofile - FD_RESERVE : 2;
-    LOG_DEBUG("main", "descriptor limit %llu, budget %llu", (unsigned long long)nofile,
-              (unsigned long long)d.fd_budget);
+    LOG_INFO("main", "descriptor limit %llu, budget %llu", (unsigned long long)nofile,
+             (unsigned long long)d.fd_budget);
 
     d.n_listeners = d.cfg->n_listeners;
     d.listeners = calloc(d.n_listeners ? d.n_listeners : 1, sizeof(*d.listeners));
