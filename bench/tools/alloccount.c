@@ -1,7 +1,8 @@
 /* A counting LD_PRELOAD allocator shim for profiling tunneld (see
  * docs/performance.md, "Profiles"): it counts malloc/calloc/realloc/
  * posix_memalign/aligned_alloc calls and frees, and keeps the live bytes
- * (malloc_usable_size) by power-of-two size class.  On SIGUSR2, and at exit,
+ * (malloc_usable_size) and the calls by power-of-two size class.  On
+ * SIGUSR2, and at exit,
  * it appends one line of counters and the live histogram to
  * $ALLOCCOUNT_OUT (default /tmp/alloccount.PID).
  *
@@ -30,6 +31,7 @@ static void *(*real_aligned_alloc)(size_t, size_t);
 
 static unsigned long long n_alloc, n_free, n_realloc;
 static long long live_bytes, live_by_class[40];
+static unsigned long long calls_by_class[40];
 static char boot[4096];
 static size_t boot_used;
 static int resolving;
@@ -48,6 +50,8 @@ static void track(void *p, int sign)
     if (!p || ((char *)p >= boot && (char *)p < boot + sizeof(boot)))
         return;
     n = malloc_usable_size(p);
+    if (sign > 0)
+        calls_by_class[cls(n)]++;
     live_bytes += sign * (long long)n;
     live_by_class[cls(n)] += sign * (long long)n;
 }
@@ -82,6 +86,11 @@ static void dump(void)
         if (live_by_class[c])
             n += snprintf(line + n, sizeof(line) - (size_t)n, " %zu:%lld", (size_t)1 << c,
                           live_by_class[c]);
+    n += snprintf(line + n, sizeof(line) - (size_t)n, " calls");
+    for (int c = 0; c < 40 && n < (int)sizeof(line) - 40; c++)
+        if (calls_by_class[c])
+            n += snprintf(line + n, sizeof(line) - (size_t)n, " %zu:%llu", (size_t)1 << c,
+                          calls_by_class[c]);
     line[n++] = '\n';
     fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {

@@ -444,22 +444,55 @@ static void jpl_forget(struct jp_link *l, struct jp_link_stream *s)
     }
 }
 
+/* With nothing of the link's in the socket's write queue, a batch is built
+ * here and tried on the socket at once (uv_try_write): only what the kernel
+ * does not take is copied into a write request.  A request's batch, a
+ * malloc, a realloc and a deferred callback per batch otherwise, for the
+ * few hundred bytes a short request exchanges.  Loop thread only. */
+static uint8_t jpl_scratch[JPL_BATCH + 16 * 1024];
+
+/* Queue bytes the socket did not take (or all of a batch built while
+ * writes were pending).  Returns 0 or a TD_E* code. */
+static int jpl_queue_write(struct jp_link *l, struct jpl_write *w, const uint8_t *p, size_t len)
+{
+    uv_buf_t b;
+    int r;
+
+    if (!w) {
+        w = malloc(sizeof(*w) + len);
+        if (!w)
+            return TD_ENOMEM;
+        memcpy(w->data, p, len);
+    }
+    w->l = l;
+    w->len = len;
+    b = uv_buf_init((char *)w->data, (unsigned)len);
+    r = uv_write(&w->req, (uv_stream_t *)l->tcp, &b, 1, jpl_on_write);
+    if (r < 0) {
+        free(w);
+        return td_err_from_uv(r);
+    }
+    l->wire_pending += len;
+    return 0;
+}
+
 /* Build and write one batch.  Returns 1 when something was written, 0 when
  * there was nothing to send, or a TD_E* code (the link is then closing). */
 static int jpl_write_batch(struct jp_link *l)
 {
     size_t cap = l->ctrl_len + JPL_BATCH, used = 0, budget;
-    struct jpl_write *w = malloc(sizeof(*w) + cap);
-    uv_buf_t b;
+    bool direct = l->wire_pending == 0 && cap <= sizeof(jpl_scratch);
+    struct jpl_write *w = direct ? NULL : malloc(sizeof(*w) + cap);
+    uint8_t *out = direct ? jpl_scratch : w ? w->data : NULL;
     int r = 0;
 
-    if (!w) {
+    if (!out) {
         jpl_fail_deferred(l, TD_ENOMEM);
         return TD_ENOMEM;
     }
     budget = JP_LINK_WIRE_CAP - (size_t)l->wire_pending;
     if (l->ctrl_len > 0) {
-        memcpy(w->data, l->ctrl, l->ctrl_len);
+        memcpy(out, l->ctrl, l->ctrl_len);
         used = l->ctrl_len;
         l->ctrl_len = 0;
     }
@@ -474,7 +507,7 @@ static int jpl_write_batch(struct jp_link *l)
         s->in_ring = false;
         if (s->len > 0 && (!l->extensions || s->send_window > 0)) {
             bool above = s->len > JP_LINK_STREAM_CAP / 2;
-            r = jpl_encode_packet(l, s, w->data + used, &n);
+            r = jpl_encode_packet(l, s, out + used, &n);
             if (r != 0)
                 break;
             used += n;
@@ -484,7 +517,7 @@ static int jpl_write_batch(struct jp_link *l)
         } else if (s->len == 0 && s->finish && !s->finished) {
             uint8_t msg[JPL_DISC_MSG_LEN] = {JP_KIND_TCP_DISCONNECT, 0, 0, JP_REASON_RESET};
             jpl_put16(msg + 1, s->id);
-            r = jp_frame_encode(&l->frames, msg, sizeof(msg), w->data + used, cap - used, &n);
+            r = jp_frame_encode(&l->frames, msg, sizeof(msg), out + used, cap - used, &n);
             if (r != 0)
                 break;
             used += n;
@@ -495,7 +528,7 @@ static int jpl_write_batch(struct jp_link *l)
         }
     }
     if (r != 0 || l->closing) {
-        free(w);
+        free(w); /* NULL when direct */
         if (r != 0)
             jpl_fail_deferred(l, r);
         return r != 0 ? r : TD_ECANCELED;
@@ -504,21 +537,30 @@ static int jpl_write_batch(struct jp_link *l)
         free(w);
         return 0;
     }
-    if (used < cap / 2) {
-        struct jpl_write *nw = realloc(w, sizeof(*w) + used);
-        if (nw)
-            w = nw;
+    if (direct) {
+        uv_buf_t b = uv_buf_init((char *)out, (unsigned)used);
+        int n = uv_try_write((uv_stream_t *)l->tcp, &b, 1);
+        if (n < 0 && n != UV_EAGAIN) {
+            jpl_fail_deferred(l, td_err_from_uv(n));
+            return td_err_from_uv(n);
+        }
+        if (n < 0)
+            n = 0;
+        if ((size_t)n == used)
+            return 1;
+        r = jpl_queue_write(l, NULL, out + n, used - (size_t)n);
+    } else {
+        if (used < cap / 2) {
+            struct jpl_write *nw = realloc(w, sizeof(*w) + used);
+            if (nw)
+                w = nw;
+        }
+        r = jpl_queue_write(l, w, NULL, used);
     }
-    w->l = l;
-    w->len = used;
-    b = uv_buf_init((char *)w->data, (unsigned)used);
-    r = uv_write(&w->req, (uv_stream_t *)l->tcp, &b, 1, jpl_on_write);
-    if (r < 0) {
-        free(w);
-        jpl_fail_deferred(l, td_err_from_uv(r));
-        return td_err_from_uv(r);
+    if (r != 0) {
+        jpl_fail_deferred(l, r);
+        return r;
     }
-    l->wire_pending += used;
     return 1;
 }
 
