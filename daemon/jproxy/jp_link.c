@@ -516,19 +516,13 @@ static void jpl_forget(struct jp_link *l, struct jp_link_stream *s)
  * few hundred bytes a short request exchanges.  Loop thread only. */
 static uint8_t jpl_scratch[JPL_BATCH + 16 * 1024];
 
-/* Queue bytes the socket did not take (or all of a batch built while
- * writes were pending).  Returns 0 or a TD_E* code. */
-static int jpl_queue_write(struct jp_link *l, struct jpl_write *w, const uint8_t *p, size_t len)
+/* Hand a write request holding len bytes to libuv.  Returns 0 or a TD_E*
+ * code (w is freed then). */
+static int jpl_queue_write(struct jp_link *l, struct jpl_write *w, size_t len)
 {
     uv_buf_t b;
     int r;
 
-    if (!w) {
-        w = malloc(sizeof(*w) + len);
-        if (!w)
-            return TD_ENOMEM;
-        memcpy(w->data, p, len);
-    }
     w->l = l;
     w->len = len;
     b = uv_buf_init((char *)w->data, (unsigned)len);
@@ -539,6 +533,16 @@ static int jpl_queue_write(struct jp_link *l, struct jpl_write *w, const uint8_t
     }
     l->wire_pending += len;
     return 0;
+}
+
+/* The same for bytes the socket did not take from the scratch buffer. */
+static int jpl_queue_copy(struct jp_link *l, const uint8_t *p, size_t len)
+{
+    struct jpl_write *w = malloc(sizeof(*w) + len);
+    if (!w)
+        return TD_ENOMEM;
+    memcpy(w->data, p, len);
+    return jpl_queue_write(l, w, len);
 }
 
 /* Build and write one batch.  Returns 1 when something was written, 0 when
@@ -613,14 +617,14 @@ static int jpl_write_batch(struct jp_link *l)
             n = 0;
         if ((size_t)n == used)
             return 1;
-        r = jpl_queue_write(l, NULL, out + n, used - (size_t)n);
+        r = jpl_queue_copy(l, out + n, used - (size_t)n);
     } else {
         if (used < cap / 2) {
             struct jpl_write *nw = realloc(w, sizeof(*w) + used);
             if (nw)
                 w = nw;
         }
-        r = jpl_queue_write(l, w, NULL, used);
+        r = jpl_queue_write(l, w, used);
     }
     if (r != 0) {
         jpl_fail_deferred(l, r);
