@@ -549,6 +549,22 @@ Two things to know about the machine:
 """
 
 
+def profiles_md():
+    """The hand-written profiles (bench/profiles.md: where the time and the
+    memory go, before and after each change), kept apart from the computed
+    tables so that a new run does not overwrite them."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles.md")
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        text = ""
+    if not text:
+        return ("_To be filled in_: where tunneld spends its time and memory in each "
+                "measure (bench/profiles.md).\n")
+    return "<!-- profiles: from bench/profiles.md -->\n" + text + "\n"
+
+
 def write_docs(rows, facts, docdir, png, note):
     table, notes = md_table(rows, facts)
     img = ""
@@ -584,11 +600,7 @@ def write_docs(rows, facts, docdir, png, note):
               "(PASS/FAIL are computed, not edited):", "",
               targets_md(rows, facts), "",
               "## Profiles", "",
-              "<!-- profiles: to be filled in with the optimisation work -->",
-              "_To be filled later_: where tunneld spends its time and memory in each "
-              "measure (e.g. `perf record -g` of the client and server daemons during the "
-              "bulk and rps runs, heap profiles with 10 000 held connections), and what "
-              "changed after each optimisation.", "",
+              profiles_md(),
               "## Commands used for each system", "",
               "Exactly what the run started (`$WORK` is the run's tmpfs work directory; "
               "the keys and the password are random per run).", "",

@@ -5,6 +5,9 @@
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/packaging/deps/install-deps.sh"
+# Our static libwebsockets (patched; cached under build/deps, rebuilt only
+# when a patch changes); CMake links it.
+"$root/packaging/deps/build-lws.sh" >/dev/null
 cmake -S "$root" -B "$root/build/release" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTUNNELD_TESTS=OFF
 cmake --build "$root/build/release"
 config=${1:-$root/docs/examples/quickstart.yaml}

@@ -11,6 +11,9 @@ jobs=$(nproc 2>/dev/null || echo 2)
 fuzz_secs=${TUNNELD_FUZZ_SECONDS:-20}
 
 "$root/packaging/deps/install-deps.sh"
+# Our static libwebsockets (patched; cached under build/deps, rebuilt only
+# when a patch changes); CMake links it.
+"$root/packaging/deps/build-lws.sh" >/dev/null
 
 echo "== lint"
 "$root/scripts/lint.sh"

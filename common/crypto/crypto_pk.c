@@ -1,6 +1,7 @@
 /* AES-128-ECB + PKCS#7 and RSA over mbedTLS 2.28 (see crypto_pk.h). */
 #include "crypto/crypto_pk.h"
 
+#include "crypto/backend.h"
 #include "crypto/crypto_stream.h"
 #include "util/error.h"
 
@@ -47,29 +48,35 @@ static int td__pk_rng(void *ctx, unsigned char *buf, size_t len)
 
 /* ---- AES-128-ECB with PKCS#7 ------------------------------------------------- */
 
-int td_aes_ecb_init(struct td_aes_ecb *c, const uint8_t key[TD_AES128_KEY_LEN])
+int td_aes_ecb_init_be(struct td_aes_ecb *c, const struct td_crypto_backend *be,
+                       const uint8_t key[TD_AES128_KEY_LEN])
 {
-    if (c == NULL || key == NULL)
+    int rc;
+
+    if (c == NULL || be == NULL || key == NULL)
         return TD_EINVAL;
     memset(c, 0, sizeof(*c));
-    mbedtls_aes_init(&c->enc);
-    mbedtls_aes_init(&c->dec);
-    if (mbedtls_aes_setkey_enc(&c->enc, key, 128) != 0 ||
-        mbedtls_aes_setkey_dec(&c->dec, key, 128) != 0) {
-        mbedtls_aes_free(&c->enc);
-        mbedtls_aes_free(&c->dec);
-        return TD_ECRYPTO;
+    rc = be->ecb_new(key, &c->impl);
+    if (rc != 0) {
+        c->impl = NULL;
+        return rc;
     }
+    c->be = be;
     c->ready = true;
     return 0;
+}
+
+int td_aes_ecb_init(struct td_aes_ecb *c, const uint8_t key[TD_AES128_KEY_LEN])
+{
+    return td_aes_ecb_init_be(c, td_crypto_current(), key);
 }
 
 void td_aes_ecb_free(struct td_aes_ecb *c)
 {
     if (c == NULL || !c->ready)
         return;
-    mbedtls_aes_free(&c->enc);
-    mbedtls_aes_free(&c->dec);
+    c->be->ecb_free(c->impl);
+    c->impl = NULL;
     c->ready = false;
 }
 
@@ -88,17 +95,13 @@ int td_aes_ecb_encrypt_pad(struct td_aes_ecb *c, const uint8_t *in, size_t len, 
         return TD_ETOOBIG;
     full = len / TD_ECB_BLOCK_LEN;
     rem = len % TD_ECB_BLOCK_LEN;
-    /* Each block is read before it is written, so in == out works. */
-    for (size_t i = 0; i < full; i++) {
-        size_t off = i * TD_ECB_BLOCK_LEN;
-        if (mbedtls_aes_crypt_ecb(&c->enc, MBEDTLS_AES_ENCRYPT, in + off, out + off) != 0)
-            return TD_ECRYPTO;
-    }
+    /* The last (partial) block is copied out first: in == out works, and
+     * the whole blocks go to the backend in one call. */
     if (rem > 0)
         memcpy(last, in + full * TD_ECB_BLOCK_LEN, rem);
     memset(last + rem, (int)(TD_ECB_BLOCK_LEN - rem), TD_ECB_BLOCK_LEN - rem);
-    if (mbedtls_aes_crypt_ecb(&c->enc, MBEDTLS_AES_ENCRYPT, last, out + full * TD_ECB_BLOCK_LEN) !=
-        0) {
+    if ((full > 0 && c->be->ecb_crypt(c->impl, true, in, out, full) != 0) ||
+        c->be->ecb_crypt(c->impl, true, last, out + full * TD_ECB_BLOCK_LEN, 1) != 0) {
         mbedtls_platform_zeroize(last, sizeof(last));
         return TD_ECRYPTO;
     }
@@ -119,10 +122,8 @@ int td_aes_ecb_decrypt_unpad(struct td_aes_ecb *c, const uint8_t *in, size_t len
         return TD_EINVAL;
     if (cap < len)
         return TD_ETOOBIG;
-    for (size_t off = 0; off < len; off += TD_ECB_BLOCK_LEN) {
-        if (mbedtls_aes_crypt_ecb(&c->dec, MBEDTLS_AES_DECRYPT, in + off, out + off) != 0)
-            return TD_ECRYPTO;
-    }
+    if (c->be->ecb_crypt(c->impl, false, in, out, len / TD_ECB_BLOCK_LEN) != 0)
+        return TD_ECRYPTO;
     /* Check the padding without branching on the plaintext: every byte of
      * the last block is looked at, and only the final verdict is tested. */
     tail = out + len - TD_ECB_BLOCK_LEN;

@@ -18,7 +18,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <mbedtls/aes.h>
 #include <mbedtls/pk.h>
 
 #define TD_AES128_KEY_LEN 16
@@ -30,9 +29,12 @@
 
 /* ---- AES-128-ECB with PKCS#7 ------------------------------------------------- */
 
+struct td_crypto_backend;
+
+/* The key schedules live in the build's backend (see backend.h). */
 struct td_aes_ecb {
-    mbedtls_aes_context enc;
-    mbedtls_aes_context dec;
+    const struct td_crypto_backend *be;
+    void *impl;
     bool ready;
 };
 

@@ -1,8 +1,12 @@
-/* Stream cipher, MACs, hashes, KDFs and randomness over mbedTLS 2.28.
+/* Stream cipher, MACs, hashes, KDFs and randomness.  AES-CTR and the keyed
+ * HMAC-SHA1 go through the build's backend (backend.h); SHA-1, one-shot
+ * HMAC, PBKDF2, scrypt and the CSPRNG are mbedTLS 2.28.
  *
  * Every mbedTLS status is turned into TD_ECRYPTO right where it is
  * returned; nothing else in the project sees mbedTLS error codes. */
 #include "crypto/crypto_stream.h"
+
+#include "crypto/backend.h"
 
 #include "util/error.h"
 
@@ -10,46 +14,119 @@
 #include <string.h>
 
 #include <mbedtls/ctr_drbg.h>
+#include <mbedtls/md.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/pkcs5.h>
 #include <mbedtls/platform_util.h>
 #include <mbedtls/sha1.h>
 
+/* ---- backend choice ------------------------------------------------------------ */
+
+static const struct td_crypto_backend *td__crypto_forced;
+
+void td_crypto_use(const struct td_crypto_backend *be)
+{
+    td__crypto_forced = be;
+}
+
+const struct td_crypto_backend *td_crypto_current(void)
+{
+    return td__crypto_forced ? td__crypto_forced : td_crypto_default_backend();
+}
+
+void td__xor(uint8_t *out, const uint8_t *a, const uint8_t *b, size_t len)
+{
+    size_t i = 0;
+    /* Whole 8-byte words through memcpy (no alignment assumed; compilers
+     * turn this into vector loads), then the tail. */
+    for (; i + 8 <= len; i += 8) {
+        uint64_t x, y;
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        x ^= y;
+        memcpy(out + i, &x, 8);
+    }
+    for (; i < len; i++)
+        out[i] = (uint8_t)(a[i] ^ b[i]);
+}
+
 /* ---- AES-CTR ---------------------------------------------------------------- */
 
-int td_ctr_init(struct td_ctr *c, const uint8_t *key, size_t keylen,
-                const uint8_t iv[TD_AES_BLOCK_LEN])
+int td_ctr_init_be(struct td_ctr *c, const struct td_crypto_backend *be, const uint8_t *key,
+                   size_t keylen, const uint8_t iv[TD_AES_BLOCK_LEN])
 {
-    if (c == NULL || key == NULL || iv == NULL || (keylen != 16 && keylen != 32))
+    int rc;
+
+    if (c == NULL || be == NULL || key == NULL || iv == NULL || (keylen != 16 && keylen != 32))
         return TD_EINVAL;
     memset(c, 0, sizeof(*c));
-    mbedtls_aes_init(&c->aes);
-    if (mbedtls_aes_setkey_enc(&c->aes, key, (unsigned)(keylen * 8)) != 0) {
-        mbedtls_aes_free(&c->aes);
-        return TD_ECRYPTO;
+    rc = be->ctr_new(key, keylen, &c->impl);
+    if (rc != 0) {
+        c->impl = NULL;
+        return rc;
     }
+    c->be = be;
     memcpy(c->counter, iv, TD_AES_BLOCK_LEN);
     c->off = 0;
     c->ready = true;
     return 0;
 }
 
+int td_ctr_init(struct td_ctr *c, const uint8_t *key, size_t keylen,
+                const uint8_t iv[TD_AES_BLOCK_LEN])
+{
+    return td_ctr_init_be(c, td_crypto_current(), key, keylen, iv);
+}
+
+/* The keystream of the next counter block into c->block (counter moves on). */
+static int td__ctr_next_block(struct td_ctr *c)
+{
+    memset(c->block, 0, sizeof(c->block));
+    return c->be->ctr_blocks(c->impl, c->counter, c->block, c->block, 1);
+}
+
 int td_ctr_xor(struct td_ctr *c, const uint8_t *in, uint8_t *out, size_t len)
 {
+    size_t n;
+    int rc;
+
     if (c == NULL || !c->ready || ((in == NULL || out == NULL) && len != 0))
         return TD_EINVAL;
     if (len == 0)
         return 0;
-    /* mbedTLS keeps the counter (incremented big-endian over all 16 bytes,
-     * so it wraps modulo 2^128), the current keystream block and the offset
-     * into it: exactly the continuous stream wstan needs. */
-    if (mbedtls_aes_crypt_ctr(&c->aes, len, &c->off, c->counter, c->block, in, out) != 0)
-        return TD_ECRYPTO;
+    /* What is left of the current block's keystream first. */
+    if (c->off != 0) {
+        n = TD_AES_BLOCK_LEN - c->off;
+        if (n > len)
+            n = len;
+        td__xor(out, in, c->block + c->off, n);
+        c->off = (c->off + n) % TD_AES_BLOCK_LEN;
+        in += n;
+        out += n;
+        len -= n;
+    }
+    /* Then whole blocks in one backend call. */
+    n = len / TD_AES_BLOCK_LEN;
+    if (n > 0) {
+        rc = c->be->ctr_blocks(c->impl, c->counter, in, out, n);
+        if (rc != 0)
+            return rc;
+        in += n * TD_AES_BLOCK_LEN;
+        out += n * TD_AES_BLOCK_LEN;
+        len -= n * TD_AES_BLOCK_LEN;
+    }
+    /* The tail starts a block whose rest the next call uses. */
+    if (len > 0) {
+        rc = td__ctr_next_block(c);
+        if (rc != 0)
+            return rc;
+        td__xor(out, in, c->block, len);
+        c->off = len;
+    }
     return 0;
 }
 
-/* counter += n, as a 128-bit big-endian integer modulo 2^128. */
-static void td__ctr_add(unsigned char counter[TD_AES_BLOCK_LEN], uint64_t n)
+void td__ctr128_add(uint8_t counter[TD_AES_BLOCK_LEN], uint64_t n)
 {
     unsigned carry = 0;
     for (int i = TD_AES_BLOCK_LEN - 1; i >= 0; i--) {
@@ -64,7 +141,6 @@ static void td__ctr_add(unsigned char counter[TD_AES_BLOCK_LEN], uint64_t n)
 
 int td_ctr_skip(struct td_ctr *c, size_t len)
 {
-    uint8_t scratch[TD_AES_BLOCK_LEN] = {0};
     size_t n;
     int rc;
 
@@ -81,13 +157,14 @@ int td_ctr_skip(struct td_ctr *c, size_t len)
     if (len == 0)
         return 0;
     /* Now at a block boundary: whole blocks only move the counter. */
-    td__ctr_add(c->counter, (uint64_t)(len / TD_AES_BLOCK_LEN));
+    td__ctr128_add(c->counter, (uint64_t)(len / TD_AES_BLOCK_LEN));
     n = len % TD_AES_BLOCK_LEN;
     if (n == 0)
         return 0;
     /* The tail starts a new block, which leaves it as the partial block. */
-    rc = td_ctr_xor(c, scratch, scratch, n);
-    mbedtls_platform_zeroize(scratch, sizeof(scratch));
+    rc = td__ctr_next_block(c);
+    if (rc == 0)
+        c->off = n;
     return rc;
 }
 
@@ -95,7 +172,7 @@ void td_ctr_free(struct td_ctr *c)
 {
     if (c == NULL || !c->ready)
         return;
-    mbedtls_aes_free(&c->aes);
+    c->be->ctr_free(c->impl);
     mbedtls_platform_zeroize(c, sizeof(*c));
 }
 
@@ -119,27 +196,27 @@ int td_hmac_sha1(const uint8_t *key, size_t keylen, const void *data, size_t len
     return mbedtls_md_hmac(info, key, keylen, data, len, out) == 0 ? 0 : TD_ECRYPTO;
 }
 
-int td_hmac_sha1_init(struct td_hmac_sha1 *h, const uint8_t *key, size_t keylen)
+int td_hmac_sha1_init_be(struct td_hmac_sha1 *h, const struct td_crypto_backend *be,
+                         const uint8_t *key, size_t keylen)
 {
-    const mbedtls_md_info_t *info = mbedtls_md_info_from_type(MBEDTLS_MD_SHA1);
-    int rc = TD_ECRYPTO;
+    int rc;
 
-    if (h == NULL || (key == NULL && keylen != 0))
+    if (h == NULL || be == NULL || (key == NULL && keylen != 0))
         return TD_EINVAL;
     memset(h, 0, sizeof(*h));
-    mbedtls_md_init(&h->md);
-    if (info == NULL)
-        goto out;
-    if (mbedtls_md_setup(&h->md, info, 1) != 0)
-        goto out;
-    if (mbedtls_md_hmac_starts(&h->md, key, keylen) != 0)
-        goto out;
+    rc = be->hmac_new(key, keylen, &h->impl);
+    if (rc != 0) {
+        h->impl = NULL;
+        return rc;
+    }
+    h->be = be;
     h->ready = true;
-    rc = 0;
-out:
-    if (rc != 0)
-        mbedtls_md_free(&h->md);
-    return rc;
+    return 0;
+}
+
+int td_hmac_sha1_init(struct td_hmac_sha1 *h, const uint8_t *key, size_t keylen)
+{
+    return td_hmac_sha1_init_be(h, td_crypto_current(), key, keylen);
 }
 
 int td_hmac_sha1_update(struct td_hmac_sha1 *h, const void *data, size_t len)
@@ -148,24 +225,22 @@ int td_hmac_sha1_update(struct td_hmac_sha1 *h, const void *data, size_t len)
         return TD_EINVAL;
     if (len == 0)
         return 0;
-    return mbedtls_md_hmac_update(&h->md, data, len) == 0 ? 0 : TD_ECRYPTO;
+    return h->be->hmac_update(h->impl, data, len);
 }
 
 int td_hmac_sha1_final(struct td_hmac_sha1 *h, uint8_t out[TD_SHA1_LEN])
 {
     if (h == NULL || !h->ready || out == NULL)
         return TD_EINVAL;
-    if (mbedtls_md_hmac_finish(&h->md, out) != 0)
-        return TD_ECRYPTO;
-    /* Re-arm with the same key for the next message. */
-    return mbedtls_md_hmac_reset(&h->md) == 0 ? 0 : TD_ECRYPTO;
+    return h->be->hmac_final(h->impl, out);
 }
 
 void td_hmac_sha1_free(struct td_hmac_sha1 *h)
 {
     if (h == NULL || !h->ready)
         return;
-    mbedtls_md_free(&h->md); /* zeroizes the HMAC pads */
+    h->be->hmac_free(h->impl);
+    h->impl = NULL;
     h->ready = false;
 }
 

@@ -3,20 +3,19 @@
  * These are the primitives the wstan tunnel needs: AES-CTR as one
  * continuous keystream per direction, HMAC-SHA1 tags, SHA-1 for the
  * WebSocket handshake, PBKDF2-HMAC-SHA256 and scrypt (RFC 7914) for
- * password keys, and a CSPRNG.  The structs embed mbedTLS contexts, so this
- * header includes mbedTLS headers; nothing outside common/ should need them.
+ * password keys, and a CSPRNG.  AES-CTR and the keyed HMAC-SHA1 run on the
+ * build's backend (OpenSSL libcrypto or mbedTLS, see backend.h); the rest
+ * is mbedTLS.  The structs hold an opaque backend context, so no crypto
+ * library's header is needed to use them.
  *
- * Contexts are not copyable (mbedTLS keeps pointers into them): initialise
- * them in place and free them with the matching *_free function. */
+ * Contexts are not copyable: initialise them in place and free them with
+ * the matching *_free function. */
 #ifndef TD_CRYPTO_STREAM_H_
 #define TD_CRYPTO_STREAM_H_
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include <mbedtls/aes.h>
-#include <mbedtls/md.h>
 
 #define TD_SHA1_LEN      20
 #define TD_AES_BLOCK_LEN 16
@@ -29,8 +28,11 @@
  * one 128-bit big-endian integer per block, wrapping modulo 2^128 (OpenSSL
  * and mbedTLS semantics).  The stream is continuous across calls: a
  * partial block left over by one call is used up by the next. */
+struct td_crypto_backend;
+
 struct td_ctr {
-    mbedtls_aes_context aes;
+    const struct td_crypto_backend *be;
+    void *impl;                              /* the backend's key schedule */
     unsigned char counter[TD_AES_BLOCK_LEN]; /* next counter block to encrypt */
     unsigned char block[TD_AES_BLOCK_LEN];   /* keystream of the current block */
     size_t off;                              /* bytes of block already used */
@@ -59,7 +61,8 @@ int td_hmac_sha1(const uint8_t *key, size_t keylen, const void *data, size_t len
 /* HMAC-SHA1 with a fixed key: init once, then update* + final per message;
  * final leaves the context ready for the next message under the same key. */
 struct td_hmac_sha1 {
-    mbedtls_md_context_t md;
+    const struct td_crypto_backend *be;
+    void *impl;
     bool ready;
 };
 int td_hmac_sha1_init(struct td_hmac_sha1 *h, const uint8_t *key, size_t keylen);

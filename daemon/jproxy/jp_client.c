@@ -99,6 +99,7 @@ struct jp_udp_flow {
 struct jp_client {
     struct td_daemon *d;
     const struct cfg_tunnel *cfg;
+    char name[CFG_NAME_MAX + 8]; /* the tunnel's name, "#N" after it for link N > 1 */
     struct jp_client_key key;
     char label[96]; /* "tunnel NAME", for the link's log lines */
     enum jpc_state state;
@@ -140,7 +141,7 @@ static void jpc_tunnel_failed(struct jp_client *cl, const char *why);
 
 static void jpc_set_state(struct jp_client *cl, enum jpc_state st)
 {
-    LOG_TRACE("jproxy", "tunnel %s [%s] -> [%s]", cl->cfg->name, jpc_state_names[cl->state],
+    LOG_TRACE("jproxy", "tunnel %s [%s] -> [%s]", cl->name, jpc_state_names[cl->state],
               jpc_state_names[st]);
     cl->state = st;
 }
@@ -586,8 +587,8 @@ static void jpu_on_msg(struct jp_client *cl, const struct jp_msg *m)
         if (f->st != JPU_ASSOCIATING)
             return;
         if (m->status != JP_UDP_OK) {
-            LOG_DEBUG("jproxy", "tunnel %s: UDP associate %u refused (status %u)", cl->cfg->name,
-                      m->id, m->status);
+            LOG_DEBUG("jproxy", "tunnel %s: UDP associate %u refused (status %u)", cl->name, m->id,
+                      m->status);
             jpu_ended(f);
             return;
         }
@@ -636,8 +637,7 @@ static void jpc_on_msg(struct jp_link *l, const struct jp_msg *m)
         if (m->status == JP_CONNECT_OK) {
             td_queue_remove(&s->connecting_node);
             s->st = JPS_OPEN;
-            LOG_DEBUG("jproxy", "tunnel %s stream %u open in %u ms", cl->cfg->name, m->id,
-                      m->time_ms);
+            LOG_DEBUG("jproxy", "tunnel %s stream %u open in %u ms", cl->name, m->id, m->time_ms);
             conn_target_connected(c);
             return;
         }
@@ -659,7 +659,7 @@ static void jpc_on_msg(struct jp_link *l, const struct jp_msg *m)
             int r = jpc_hold(s, m->data, m->data_len);
             if (r != 0) {
                 LOG_WARN("jproxy", "tunnel %s stream %u: cannot hold %u more bytes (%zu held): %s",
-                         cl->cfg->name, m->id, m->data_len, s->rlen, td_strerror(r));
+                         cl->name, m->id, m->data_len, s->rlen, td_strerror(r));
                 conn_target_reset(c, r);
                 return;
             }
@@ -774,10 +774,10 @@ static void jpc_on_link_close(struct jp_link *l, int err)
     }
     uv_timer_stop(&cl->health);
     if (cl->idle_closing)
-        LOG_INFO("jproxy", "tunnel %s closed after %llu ms idle; it reopens on demand",
-                 cl->cfg->name, (unsigned long long)cl->d->cfg->limits.idle_timeout_ms);
+        LOG_INFO("jproxy", "tunnel %s closed after %llu ms idle; it reopens on demand", cl->name,
+                 (unsigned long long)cl->d->cfg->limits.idle_timeout_ms);
     else
-        LOG_WARN("jproxy", "tunnel %s to %s:%u lost: %s", cl->cfg->name, cl->cfg->jp_server.host,
+        LOG_WARN("jproxy", "tunnel %s to %s:%u lost: %s", cl->name, cl->cfg->jp_server.host,
                  cl->cfg->jp_server.port, td_strerror(err));
     jpc_set_state(cl, JPC_CLOSING);
     jpc_fail_streams(cl, "the tunnel was lost");
@@ -834,7 +834,7 @@ static void on_health_timer(uv_timer_t *t)
         }
         if (since && cl->last_rx <= since) {
             LOG_WARN("jproxy", "tunnel %s: no answer from the server for %llu ms; reconnecting",
-                     cl->cfg->name, (unsigned long long)(now - since));
+                     cl->name, (unsigned long long)(now - since));
             cl->stalled_at = 0;
             jp_link_close(&cl->link, TD_ETIMEDOUT);
             return;
@@ -895,7 +895,7 @@ static void jpc_tunnel_failed(struct jp_client *cl, const char *why)
 {
     jpc_hs_wipe(cl);
     if (why)
-        LOG_WARN("jproxy", "tunnel %s to %s:%u: %s", cl->cfg->name, cl->cfg->jp_server.host,
+        LOG_WARN("jproxy", "tunnel %s to %s:%u: %s", cl->name, cl->cfg->jp_server.host,
                  cl->cfg->jp_server.port, why);
     jpc_drop_tcp(cl);
     if (cl->state == JPC_STOPPED)
@@ -904,7 +904,7 @@ static void jpc_tunnel_failed(struct jp_client *cl, const char *why)
     if (cl->backoff_ms > cl->cfg->reconnect_max_ms)
         cl->backoff_ms = cl->cfg->reconnect_max_ms;
     jpc_set_state(cl, JPC_BACKOFF);
-    LOG_INFO("jproxy", "tunnel %s: reconnecting in %llu ms", cl->cfg->name,
+    LOG_INFO("jproxy", "tunnel %s: reconnecting in %llu ms", cl->name,
              (unsigned long long)cl->backoff_ms);
     uv_timer_start(&cl->timer, on_backoff_timer, cl->backoff_ms, 0);
 }
@@ -958,7 +958,7 @@ static void jpc_up(struct jp_client *cl, const uint8_t *rest, size_t rest_len,
     cl->tunnels_opened++;
     uv_timer_stop(&cl->timer);
     jpc_set_state(cl, JPC_UP);
-    LOG_INFO("jproxy", "tunnel %s up to %s:%u (%s peer)", cl->cfg->name, cl->cfg->jp_server.host,
+    LOG_INFO("jproxy", "tunnel %s up to %s:%u (%s peer)", cl->name, cl->cfg->jp_server.host,
              cl->cfg->jp_server.port, cl->extensions ? "tunneld" : "jProxy 3");
     while (!td_queue_empty(&cl->waiting) && cl->state == JPC_UP) {
         struct jpc_stream *s = td_container_of(cl->waiting.next, struct jpc_stream, wait_node);
@@ -1103,7 +1103,8 @@ static int jpc_load_key(struct jp_client *cl)
     }
 }
 
-static int jp_client_create(struct td_daemon *d, const struct cfg_tunnel *cfg,
+/* Link number index (0 for the first) of a tunnel. */
+static int jp_client_create(struct td_daemon *d, const struct cfg_tunnel *cfg, int index,
                             struct jp_client **out)
 {
     struct jp_client *cl = calloc(1, sizeof(*cl));
@@ -1113,7 +1114,11 @@ static int jp_client_create(struct td_daemon *d, const struct cfg_tunnel *cfg,
         return TD_ENOMEM;
     cl->d = d;
     cl->cfg = cfg;
-    snprintf(cl->label, sizeof(cl->label), "tunnel %s", cfg->name);
+    if (index == 0)
+        snprintf(cl->name, sizeof(cl->name), "%s", cfg->name);
+    else
+        snprintf(cl->name, sizeof(cl->name), "%s#%d", cfg->name, index + 1);
+    snprintf(cl->label, sizeof(cl->label), "tunnel %s", cl->name);
     cl->next_id = 1;
     cl->udp_next_id = 1;
     td_queue_init(&cl->waiting);
@@ -1129,7 +1134,7 @@ static int jp_client_create(struct td_daemon *d, const struct cfg_tunnel *cfg,
     }
     r = jpc_load_key(cl);
     if (r != 0) {
-        LOG_ERROR("jproxy", "tunnel %s: cannot load the key (%s): %s", cfg->name,
+        LOG_ERROR("jproxy", "tunnel %s: cannot load the key (%s): %s", cl->name,
                   cfg->key_file ? cfg->key_file : cfg->private_key, td_strerror(r));
         jp_client_key_free(&cl->key);
         free(cl->by_id);
@@ -1245,10 +1250,12 @@ static void jpc_dest_closed(void *arg)
     jpc_dest_drop(arg);
 }
 
+static struct jp_client *jpc_first(struct td_tunnel *t);
+
 static struct td_udp_flow *jpc_udp_open(struct td_tunnel *t, const struct td_udp_cbs *cbs,
                                         void *arg)
 {
-    struct jp_client *cl = t->impl;
+    struct jp_client *cl = jpc_first(t);
     struct td_udp_flow *u;
 
     if (cl->state == JPC_STOPPED)
@@ -1299,53 +1306,123 @@ static void jpc_udp_close(struct td_udp_flow *u)
     free(u);
 }
 
-/* ---- the tunnel kind (struct td_tunnel_ops) ----------------------------------- */
+/* ---- the tunnel kind (struct td_tunnel_ops) -----------------------------------
+ * A tunnel is a set of links (each a struct jp_client: one TCP connection
+ * to the server with its own login, reconnects and stream ids).  The first
+ * is dialled up front; a stream goes to the first link with fewer than
+ * max_streams streams, and when every link is full another one is opened,
+ * up to JPC_MAX_LINKS.  So max_streams is per link, and a tunnels: entry
+ * holds up to JPC_MAX_LINKS * max_streams connections (the default 1024
+ * gives 65 536), with no stream id space shared between links.  UDP
+ * associations use the first link.  An extra link that goes idle closes
+ * like the first (limits.idle_timeout) and is reopened on demand. */
+
+#define JPC_MAX_LINKS 64
+
+struct jpc_set {
+    struct td_daemon *d;
+    const struct cfg_tunnel *cfg;
+    struct jp_client *links[JPC_MAX_LINKS];
+    int n;
+};
+
+/* UDP associations go over the first link. */
+static struct jp_client *jpc_first(struct td_tunnel *t)
+{
+    struct jpc_set *set = t->impl;
+    return set->links[0];
+}
 
 static int jpc_create(struct td_tunnel *t)
 {
-    return jp_client_create(t->d, t->cfg, (struct jp_client **)&t->impl);
+    struct jpc_set *set = calloc(1, sizeof(*set));
+    int r;
+
+    if (!set)
+        return TD_ENOMEM;
+    set->d = t->d;
+    set->cfg = t->cfg;
+    r = jp_client_create(t->d, t->cfg, 0, &set->links[0]);
+    if (r != 0) {
+        free(set);
+        return r;
+    }
+    set->n = 1;
+    t->impl = set;
+    return 0;
 }
 
 /* Up front, so that the first request does not wait for a handshake. */
 static int jpc_start(struct td_tunnel *t)
 {
-    struct jp_client *cl = t->impl;
+    struct jpc_set *set = t->impl;
+    struct jp_client *cl = set->links[0];
     if (cl->state == JPC_DOWN)
         jpc_connect(cl);
     return 0;
 }
 
+/* The link for one more stream: the first with room, else a new one. */
+static struct jp_client *jpc_pick(struct jpc_set *set)
+{
+    struct jp_client *cl;
+
+    for (int i = 0; i < set->n; i++)
+        if (set->links[i]->state != JPC_STOPPED && set->links[i]->n_streams < set->cfg->max_streams)
+            return set->links[i];
+    if (set->n >= JPC_MAX_LINKS || set->links[0]->state == JPC_STOPPED)
+        return set->links[0]; /* which refuses it: too many streams */
+    if (jp_client_create(set->d, set->cfg, set->n, &cl) != 0)
+        return set->links[0];
+    set->links[set->n++] = cl;
+    LOG_INFO("jproxy", "tunnel %s: %d links busy with %u streams each: opening link %s",
+             set->cfg->name, set->n - 1, set->cfg->max_streams, cl->name);
+    return cl;
+}
+
 static void jpc_open_stream(struct td_tunnel *t, struct conn *c, const char *host, uint16_t port)
 {
-    jp_client_open(t->impl, c, host, port);
+    jp_client_open(jpc_pick(t->impl), c, host, port);
 }
 
 static int jpc_udp_supported(struct td_tunnel *t)
 {
-    return jp_client_udp_supported(t->impl);
+    struct jpc_set *set = t->impl;
+    return jp_client_udp_supported(set->links[0]);
 }
 
 static void jpc_close(struct td_tunnel *t)
 {
-    jp_client_shutdown(t->impl);
+    struct jpc_set *set = t->impl;
+    for (int i = 0; i < set->n; i++)
+        jp_client_shutdown(set->links[i]);
 }
 
 static void jpc_free(struct td_tunnel *t)
 {
-    jp_client_free(t->impl);
+    struct jpc_set *set = t->impl;
+    if (!set)
+        return;
+    for (int i = 0; i < set->n; i++)
+        jp_client_free(set->links[i]);
+    free(set);
     t->impl = NULL;
 }
 
 static void jpc_stats(struct td_tunnel *t, struct td_tunnel_stats *out)
 {
-    struct jp_client *cl = t->impl;
+    struct jpc_set *set = t->impl;
+    struct jp_client *first = set->links[0];
 
     memset(out, 0, sizeof(*out));
-    out->state = cl->state == JPC_UP ? "up" : jpc_state_names[cl->state];
-    out->streams = cl->n_streams;
-    out->links = cl->link_live ? 1 : 0;
-    out->links_opened = cl->tunnels_opened;
-    out->streams_total = cl->streams_total;
+    out->state = first->state == JPC_UP ? "up" : jpc_state_names[first->state];
+    for (int i = 0; i < set->n; i++) {
+        struct jp_client *cl = set->links[i];
+        out->streams += cl->n_streams;
+        out->links += cl->link_live ? 1 : 0;
+        out->links_opened += cl->tunnels_opened;
+        out->streams_total += cl->streams_total;
+    }
 }
 
 const struct td_tunnel_ops jp_tunnel_ops = {

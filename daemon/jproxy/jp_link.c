@@ -265,7 +265,33 @@ static bool jpl_recv_allowed(struct jp_link *l, const struct jp_msg *m)
     return false;
 }
 
-static void jpl_dispatch(struct jp_link *l, const uint8_t *m, size_t len)
+/* Consecutive Packets of one stream in one read are handed to the owner as
+ * one Packet message: a bulk stream's 2 KiB Packets (about 30 per 64 KiB
+ * read) then cost the owner one socket write instead of one each.  Packets
+ * are collected here (their frames' buffer is reused) and flushed when a
+ * message of another kind or stream comes, when the run is full (data_len
+ * is 16 bits) and at the end of the read; a lone last Packet goes out from
+ * the frame buffer directly.  Loop thread only. */
+#define JPL_RUN_MAX (63 * 1024)
+static uint8_t jpl_run_buf[JPL_RUN_MAX];
+static struct jp_link *jpl_run_link; /* whose run jpl_run_buf holds, or NULL */
+static struct jp_msg jpl_run_msg;
+
+static void jpl_run_flush(void)
+{
+    struct jp_link *l = jpl_run_link;
+    struct jp_msg m;
+
+    if (!l)
+        return;
+    jpl_run_link = NULL;
+    m = jpl_run_msg;
+    m.data = jpl_run_buf;
+    if (!l->closing)
+        l->cbs->on_msg(l, &m);
+}
+
+static void jpl_dispatch(struct jp_link *l, const uint8_t *m, size_t len, bool more)
 {
     struct jp_msg msg;
     int r;
@@ -281,9 +307,42 @@ static void jpl_dispatch(struct jp_link *l, const uint8_t *m, size_t len)
                   jpl_name(l), len > 0 ? m[0] : 0, len);
         return;
     }
-    if (msg.type == JP_MSG_TCP_PACKET && l->extensions && !jpl_recv_allowed(l, &msg))
+    if (msg.type != JP_MSG_TCP_PACKET) {
+        jpl_run_flush(); /* the Packets before it go first */
+        if (!l->closing)
+            l->cbs->on_msg(l, &msg);
         return;
-    l->cbs->on_msg(l, &msg);
+    }
+    if (jpl_run_link &&
+        (jpl_run_msg.id != msg.id || (size_t)jpl_run_msg.data_len + msg.data_len > JPL_RUN_MAX)) {
+        jpl_run_flush();
+        if (l->closing)
+            return;
+    }
+    if (l->extensions) {
+        struct jp_link_stream *s = jp_idmap_get(&l->streams, msg.id);
+        /* An overrun resets the stream: what came before it goes first. */
+        if (jpl_run_link && s && (s->overrun || (int64_t)msg.data_len > s->recv_window)) {
+            jpl_run_flush();
+            if (l->closing)
+                return;
+        }
+        if (!jpl_recv_allowed(l, &msg))
+            return;
+    }
+    if (!jpl_run_link && !more) {
+        l->cbs->on_msg(l, &msg); /* alone: no copy */
+        return;
+    }
+    if (!jpl_run_link) {
+        jpl_run_link = l;
+        jpl_run_msg = msg;
+        jpl_run_msg.data_len = 0;
+    }
+    memcpy(jpl_run_buf + jpl_run_msg.data_len, msg.data, msg.data_len);
+    jpl_run_msg.data_len = (uint16_t)(jpl_run_msg.data_len + msg.data_len);
+    if (!more)
+        jpl_run_flush();
 }
 
 /* Decode and dispatch every complete frame in p.  Returns 0, or the
@@ -291,15 +350,21 @@ static void jpl_dispatch(struct jp_link *l, const uint8_t *m, size_t len)
  * early, returning 0, when a callback closed the link. */
 static int jpl_feed(struct jp_link *l, const uint8_t *p, size_t n)
 {
+    int r = 0;
+
     while (n > 0 && !l->closing) {
-        int r = jp_frame_parse(&l->frames, &p, &n);
-        if (r == TD_EAGAIN)
-            return 0;
+        r = jp_frame_parse(&l->frames, &p, &n);
+        if (r == TD_EAGAIN) {
+            r = 0;
+            break;
+        }
         if (r != 0)
-            return r;
-        jpl_dispatch(l, l->frames.msg, l->frames.msg_len);
+            break;
+        /* more: another whole frame may follow in this read. */
+        jpl_dispatch(l, l->frames.msg, l->frames.msg_len, n > 0);
     }
-    return 0;
+    jpl_run_flush();
+    return r;
 }
 
 static void jpl_log_bad_frame(struct jp_link *l, int err)
@@ -444,22 +509,59 @@ static void jpl_forget(struct jp_link *l, struct jp_link_stream *s)
     }
 }
 
+/* With nothing of the link's in the socket's write queue, a batch is built
+ * here and tried on the socket at once (uv_try_write): only what the kernel
+ * does not take is copied into a write request.  A request's batch, a
+ * malloc, a realloc and a deferred callback per batch otherwise, for the
+ * few hundred bytes a short request exchanges.  Loop thread only. */
+static uint8_t jpl_scratch[JPL_BATCH + 16 * 1024];
+
+/* Hand a write request holding len bytes to libuv.  Returns 0 or a TD_E*
+ * code (w is freed then). */
+static int jpl_queue_write(struct jp_link *l, struct jpl_write *w, size_t len)
+{
+    uv_buf_t b;
+    int r;
+
+    w->l = l;
+    w->len = len;
+    b = uv_buf_init((char *)w->data, (unsigned)len);
+    r = uv_write(&w->req, (uv_stream_t *)l->tcp, &b, 1, jpl_on_write);
+    if (r < 0) {
+        free(w);
+        return td_err_from_uv(r);
+    }
+    l->wire_pending += len;
+    return 0;
+}
+
+/* The same for bytes the socket did not take from the scratch buffer. */
+static int jpl_queue_copy(struct jp_link *l, const uint8_t *p, size_t len)
+{
+    struct jpl_write *w = malloc(sizeof(*w) + len);
+    if (!w)
+        return TD_ENOMEM;
+    memcpy(w->data, p, len);
+    return jpl_queue_write(l, w, len);
+}
+
 /* Build and write one batch.  Returns 1 when something was written, 0 when
  * there was nothing to send, or a TD_E* code (the link is then closing). */
 static int jpl_write_batch(struct jp_link *l)
 {
     size_t cap = l->ctrl_len + JPL_BATCH, used = 0, budget;
-    struct jpl_write *w = malloc(sizeof(*w) + cap);
-    uv_buf_t b;
+    bool direct = l->wire_pending == 0 && cap <= sizeof(jpl_scratch);
+    struct jpl_write *w = direct ? NULL : malloc(sizeof(*w) + cap);
+    uint8_t *out = direct ? jpl_scratch : w ? w->data : NULL;
     int r = 0;
 
-    if (!w) {
+    if (!out) {
         jpl_fail_deferred(l, TD_ENOMEM);
         return TD_ENOMEM;
     }
     budget = JP_LINK_WIRE_CAP - (size_t)l->wire_pending;
     if (l->ctrl_len > 0) {
-        memcpy(w->data, l->ctrl, l->ctrl_len);
+        memcpy(out, l->ctrl, l->ctrl_len);
         used = l->ctrl_len;
         l->ctrl_len = 0;
     }
@@ -474,7 +576,7 @@ static int jpl_write_batch(struct jp_link *l)
         s->in_ring = false;
         if (s->len > 0 && (!l->extensions || s->send_window > 0)) {
             bool above = s->len > JP_LINK_STREAM_CAP / 2;
-            r = jpl_encode_packet(l, s, w->data + used, &n);
+            r = jpl_encode_packet(l, s, out + used, &n);
             if (r != 0)
                 break;
             used += n;
@@ -484,7 +586,7 @@ static int jpl_write_batch(struct jp_link *l)
         } else if (s->len == 0 && s->finish && !s->finished) {
             uint8_t msg[JPL_DISC_MSG_LEN] = {JP_KIND_TCP_DISCONNECT, 0, 0, JP_REASON_RESET};
             jpl_put16(msg + 1, s->id);
-            r = jp_frame_encode(&l->frames, msg, sizeof(msg), w->data + used, cap - used, &n);
+            r = jp_frame_encode(&l->frames, msg, sizeof(msg), out + used, cap - used, &n);
             if (r != 0)
                 break;
             used += n;
@@ -495,7 +597,7 @@ static int jpl_write_batch(struct jp_link *l)
         }
     }
     if (r != 0 || l->closing) {
-        free(w);
+        free(w); /* NULL when direct */
         if (r != 0)
             jpl_fail_deferred(l, r);
         return r != 0 ? r : TD_ECANCELED;
@@ -504,21 +606,30 @@ static int jpl_write_batch(struct jp_link *l)
         free(w);
         return 0;
     }
-    if (used < cap / 2) {
-        struct jpl_write *nw = realloc(w, sizeof(*w) + used);
-        if (nw)
-            w = nw;
+    if (direct) {
+        uv_buf_t b = uv_buf_init((char *)out, (unsigned)used);
+        int n = uv_try_write((uv_stream_t *)l->tcp, &b, 1);
+        if (n < 0 && n != UV_EAGAIN) {
+            jpl_fail_deferred(l, td_err_from_uv(n));
+            return td_err_from_uv(n);
+        }
+        if (n < 0)
+            n = 0;
+        if ((size_t)n == used)
+            return 1;
+        r = jpl_queue_copy(l, out + n, used - (size_t)n);
+    } else {
+        if (used < cap / 2) {
+            struct jpl_write *nw = realloc(w, sizeof(*w) + used);
+            if (nw)
+                w = nw;
+        }
+        r = jpl_queue_write(l, w, used);
     }
-    w->l = l;
-    w->len = used;
-    b = uv_buf_init((char *)w->data, (unsigned)used);
-    r = uv_write(&w->req, (uv_stream_t *)l->tcp, &b, 1, jpl_on_write);
-    if (r < 0) {
-        free(w);
-        jpl_fail_deferred(l, td_err_from_uv(r));
-        return td_err_from_uv(r);
+    if (r != 0) {
+        jpl_fail_deferred(l, r);
+        return r;
     }
-    l->wire_pending += used;
     return 1;
 }
 

@@ -47,6 +47,14 @@
 /* Addresses kept for the URL host, and for how long. */
 #define WSC_DNS_MAX    8
 #define WSC_DNS_TTL_MS (60 * 1000)
+/* Tunnels that come back to a full pool: up to WSC_POOL_SURPLUS_MAX x size
+ * of them wait WSC_POOL_SURPLUS_MS for a request before they close, checked
+ * every WSC_POOL_SURPLUS_TICK_MS.  Closing them at once made a burst of
+ * more concurrent requests than pool.size open and close a WebSocket for
+ * about one request in four. */
+#define WSC_POOL_SURPLUS_MS      1000
+#define WSC_POOL_SURPLUS_TICK_MS 250
+#define WSC_POOL_SURPLUS_MAX     4
 /* What lws keeps below the room it reports to APPEND_HANDSHAKE_HEADER. */
 #define WSC_LWS_APPEND_RESERVE 12
 
@@ -144,6 +152,7 @@ struct ws_client {
     uint32_t n_pool;
     uint64_t next_id;
     uv_timer_t pool_timer;
+    uint64_t pool_tick; /* the pool timer's period */
     /* The URL host's addresses (see wsc_needs_resolve). */
     uv_getaddrinfo_t gai;
     bool resolving;
@@ -515,6 +524,35 @@ static uint64_t wsc_pool_limit(const struct ws_client *cl)
     return max - (uint64_t)((double)cl->n_pool / (double)cl->cfg->pool_size * (double)(max - min));
 }
 
+static void on_pool_timer(uv_timer_t *h);
+
+/* The pool timer at the pace the pool needs: quick while it holds more than
+ * pool.size (the surplus expires after WSC_POOL_SURPLUS_MS), else a sixth
+ * of max_idle; stopped when empty. */
+static void wsc_pool_timer_pace(struct ws_client *cl)
+{
+    uint64_t tick;
+
+    if (td_queue_empty(&cl->pool)) {
+        uv_timer_stop(&cl->pool_timer);
+        cl->pool_tick = 0;
+        return;
+    }
+    if (cl->n_pool > cl->cfg->pool_size) {
+        tick = WSC_POOL_SURPLUS_TICK_MS;
+    } else {
+        tick = cl->cfg->pool_max_idle_ms / 6;
+        if (tick < 100)
+            tick = 100;
+        if (tick > 10000)
+            tick = 10000;
+    }
+    if (tick != cl->pool_tick || !uv_is_active((uv_handle_t *)&cl->pool_timer)) {
+        cl->pool_tick = tick;
+        uv_timer_start(&cl->pool_timer, on_pool_timer, tick, tick);
+    }
+}
+
 static void on_pool_timer(uv_timer_t *h)
 {
     struct ws_client *cl = h->data;
@@ -522,7 +560,9 @@ static void on_pool_timer(uv_timer_t *h)
 
     while (!td_queue_empty(&cl->pool)) {
         struct wsc_tun *wt = td_container_of(cl->pool.next, struct wsc_tun, pool_node);
-        limit = wsc_pool_limit(cl);
+        /* Beyond pool.size, the oldest go after a short wait; the stock
+         * rule applies to the pool.size that stay. */
+        limit = cl->n_pool > cl->cfg->pool_size ? WSC_POOL_SURPLUS_MS : wsc_pool_limit(cl);
         if (now - wt->pooled_at < limit)
             break;
         wsc_pool_remove(wt);
@@ -531,18 +571,17 @@ static void on_pool_timer(uv_timer_t *h)
         if (wt->t)
             ws_tun_close(wt->t, WSTAN_CLOSE_NORMAL, "idle");
     }
-    if (td_queue_empty(&cl->pool))
-        uv_timer_stop(&cl->pool_timer);
+    wsc_pool_timer_pace(cl);
 }
 
 static void wsc_tun_idle(struct wsc_tun *wt)
 {
     struct ws_client *cl = wt->cl;
-    uint64_t tick;
 
     if (!wt->t)
         return;
-    if (cl->stopped || !wsc_pool_enabled(cl) || cl->n_pool >= cl->cfg->pool_size) {
+    if (cl->stopped || !wsc_pool_enabled(cl) ||
+        cl->n_pool >= (uint64_t)cl->cfg->pool_size * WSC_POOL_SURPLUS_MAX) {
         ws_tun_close(wt->t, WSTAN_CLOSE_NORMAL, cl->stopped ? "shutting down" : "pool full");
         return;
     }
@@ -553,14 +592,7 @@ static void wsc_tun_idle(struct wsc_tun *wt)
     ws_tun_set_pooled(wt->t, true);
     LOG_DEBUG("ws", "tunnel %s #%llu: idle, pooled (%u in the pool)", cl->cfg->name,
               (unsigned long long)wt->id, cl->n_pool);
-    if (!uv_is_active((uv_handle_t *)&cl->pool_timer)) {
-        tick = cl->cfg->pool_max_idle_ms / 6;
-        if (tick < 100)
-            tick = 100;
-        if (tick > 10000)
-            tick = 10000;
-        uv_timer_start(&cl->pool_timer, on_pool_timer, tick, tick);
-    }
+    wsc_pool_timer_pace(cl);
 }
 
 /* The oldest pooled tunnel that is still alive, taken out of the pool. */
@@ -958,6 +990,10 @@ static int wsc_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
     case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
         if (wt->t)
             ws_tun_on_pong(wt->t, in, len);
+        return 0;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (wt->t)
+            ws_tun_on_peer_close(wt->t);
         return 0;
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
         char why[128];

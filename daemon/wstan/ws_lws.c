@@ -99,8 +99,9 @@ struct lws_context *ws_lws_context(struct td_daemon *d)
     info.timeout_secs = 10;
     st->ctx = lws_create_context(&info);
     if (!st->ctx)
-        LOG_ERROR("ws", "cannot create the libwebsockets context (is the libuv event plugin, "
-                        "libwebsockets-evlib-uv, installed?)");
+        LOG_ERROR("ws", "cannot create the libwebsockets context (with the system's shared "
+                        "libwebsockets: is its libuv event plugin, libwebsockets-evlib-uv, "
+                        "installed?)");
     return st->ctx;
 }
 

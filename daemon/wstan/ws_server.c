@@ -42,7 +42,7 @@
 #define WSS_PROTO       "tunneld-wstan.1"
 #define WSS_URI_PREFIX  "/_tunneld_adopted/"
 #define WSS_PENDING_CAP (256 * 1024) /* DAT bytes held while the target connects */
-#define WSS_READ_BUF    (64 * 1024)
+#define WSS_READ_BUF    (64 * 1024)  /* the one target read buffer (wss_alloc) */
 #define WSS_REPLAY_CAP  65536
 #define WSS_MAX_UDP     32
 #define WSS_UDP_QUEUE   8
@@ -127,7 +127,6 @@ struct wss_sess {
     char target[300];
     uint8_t *pend; /* REQ DATA, then DATs, while CONNECTING */
     size_t pend_len;
-    uint8_t *rbuf;
     uint8_t *left; /* target bytes the tunnel's queue did not take */
     size_t left_len, left_off;
     size_t wq; /* bytes queued to the target socket */
@@ -341,7 +340,6 @@ static void wss_sess_unref(struct wss_sess *s)
         return;
     td_queue_remove(&s->node);
     free(s->pend);
-    free(s->rbuf);
     free(s->left);
     free(s);
 }
@@ -373,8 +371,6 @@ static void wss_target_close(struct wss_sess *s)
     free(s->left);
     s->left = NULL;
     s->left_len = s->left_off = 0;
-    free(s->rbuf);
-    s->rbuf = NULL;
     if (s->rx_paused && s->t) {
         s->rx_paused = false;
         ws_tun_rx_pause(s->t, false);
@@ -489,13 +485,18 @@ static bool wss_flush_left(struct wss_sess *s)
     return true;
 }
 
+/* Every session reads its target into this one buffer: libuv calls the read
+ * callback right after the alloc, and the callback hands every byte on
+ * (ws_tun_send_dat copies what it takes, s->left the rest) before it
+ * returns.  So an idle session holds no read buffer at all.  Loop thread
+ * only. */
+static uint8_t wss_rbuf[WSS_READ_BUF];
+
 static void wss_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    struct wss_sess *s = h->data;
+    (void)h;
     (void)suggested;
-    if (!s->rbuf)
-        s->rbuf = malloc(WSS_READ_BUF);
-    *buf = uv_buf_init((char *)s->rbuf, s->rbuf ? WSS_READ_BUF : 0);
+    *buf = uv_buf_init((char *)wss_rbuf, sizeof(wss_rbuf));
 }
 
 static void wss_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
@@ -512,14 +513,14 @@ static void wss_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     }
     s->down += (uint64_t)n;
     wss_touch(s);
-    taken = ws_tun_send_dat(s->t, s->rbuf, (size_t)n);
+    taken = ws_tun_send_dat(s->t, wss_rbuf, (size_t)n);
     if (taken < (size_t)n) {
         s->left = malloc((size_t)n - taken);
         if (!s->left) {
             wss_local_end(s, "out of memory");
             return;
         }
-        memcpy(s->left, s->rbuf + taken, (size_t)n - taken);
+        memcpy(s->left, wss_rbuf + taken, (size_t)n - taken);
         s->left_len = (size_t)n - taken;
         s->left_off = 0;
         uv_read_stop(st);
@@ -1454,6 +1455,10 @@ static int wss_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
     case LWS_CALLBACK_RECEIVE_PONG:
         if (pss && pss->s && pss->s->t)
             ws_tun_on_pong(pss->s->t, in, len);
+        return 0;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (pss && pss->s && pss->s->t)
+            ws_tun_on_peer_close(pss->s->t);
         return 0;
     case LWS_CALLBACK_CLOSED:
     case LWS_CALLBACK_WSI_DESTROY:

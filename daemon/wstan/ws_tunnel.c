@@ -19,7 +19,9 @@
 #define WS_TUN_PONG_POOL_MS (9 * 1000)
 #define WS_TUN_PING_LEN     4
 /* Receive buffers above this are freed after each message: big buffers
- * only while big messages flow. */
+ * only while big messages flow.  A message that arrives whole in one lws
+ * callback needs none (it is decoded where lws has it), and such a message
+ * frees the reassembly buffer, so a quiet tunnel holds none. */
 #define WS_TUN_RX_KEEP (64 * 1024)
 
 enum ws_tun_kind {
@@ -57,11 +59,12 @@ struct ws_tun {
     struct ws_tun_msg *q_head, *q_tail;
     size_t q_data; /* payload bytes of queued DATs */
 
-    bool closing;     /* close requested: the next callback returns -1 */
-    bool closed_told; /* on_closed has run */
-    const char *why;  /* for on_closed */
-    bool peer_ack;    /* the peer is tunneld: connect acknowledgements */
-    int close_after;  /* ws_tun_close_after_queue(): code, once the queue is out */
+    bool closing;      /* close requested: the next callback returns -1 */
+    bool peer_closing; /* the peer's close frame is in: lws is answering it */
+    bool closed_told;  /* on_closed has run */
+    const char *why;   /* for on_closed */
+    bool peer_ack;     /* the peer is tunneld: connect acknowledgements */
+    int close_after;   /* ws_tun_close_after_queue(): code, once the queue is out */
     const char *close_after_why;
 
     uv_timer_t timer; /* pings */
@@ -129,8 +132,35 @@ static struct ws_tun_msg *ws_tun_msg_new(size_t cap, enum ws_tun_kind kind)
     return m;
 }
 
+static int ws_tun_write_type(const struct ws_tun_msg *m)
+{
+    return m->kind == WS_TUN_MSG_PING ? LWS_WRITE_PING : LWS_WRITE_BINARY;
+}
+
+/* Send m at once when nothing is ahead of it: no message of ours queued,
+ * no partial write of lws's pending, no close under way either way.  lws
+ * then writes it with one send() (and keeps what the socket does not take,
+ * which holds the next messages back until it is out), instead of a
+ * POLLOUT round trip through the loop: asking for WRITEABLE and dropping
+ * POLLOUT afterwards cost four epoll_ctl() calls and a wakeup per message.
+ * Returns true when m is gone (sent, or the tunnel failed and closes). */
+static bool ws_tun_write_now(struct ws_tun *t, struct ws_tun_msg *m)
+{
+    int n;
+
+    if (!t->wsi || t->closing || t->peer_closing || t->q_head || lws_partial_buffered(t->wsi))
+        return false;
+    n = lws_write(t->wsi, m->buf + LWS_PRE, m->len, (enum lws_write_protocol)ws_tun_write_type(m));
+    free(m);
+    if (n < 0)
+        ws_tun_close(t, WSTAN_CLOSE_NORMAL, "write failed");
+    return true;
+}
+
 static void ws_tun_push(struct ws_tun *t, struct ws_tun_msg *m)
 {
+    if (ws_tun_write_now(t, m))
+        return;
     if (t->q_tail)
         t->q_tail->next = m;
     else
@@ -284,6 +314,11 @@ void ws_tun_on_pong(struct ws_tun *t, const void *in, size_t len)
         return; /* unsolicited pongs are allowed (RFC 6455 5.5.3) */
     t->awaiting_pong = false;
     ws_tun_arm(t);
+}
+
+void ws_tun_on_peer_close(struct ws_tun *t)
+{
+    t->peer_closing = true;
 }
 
 void ws_tun_set_pooled(struct ws_tun *t, bool pooled)
@@ -529,8 +564,7 @@ int ws_tun_on_writable(struct ws_tun *t)
     above = t->q_data > WS_TUN_SEND_CAP / 2;
     if (m->kind == WS_TUN_MSG_DATA)
         t->q_data -= m->len;
-    n = lws_write(t->wsi, m->buf + LWS_PRE, m->len,
-                  m->kind == WS_TUN_MSG_PING ? LWS_WRITE_PING : LWS_WRITE_BINARY);
+    n = lws_write(t->wsi, m->buf + LWS_PRE, m->len, (enum lws_write_protocol)ws_tun_write_type(m));
     free(m);
     if (n < 0) {
         t->why = "write failed";
@@ -565,13 +599,13 @@ static int ws_tun_event_for(const struct wstan_msg *m, enum wstan_event *ev)
     }
 }
 
-static int ws_tun_dispatch(struct ws_tun *t)
+static int ws_tun_dispatch(struct ws_tun *t, uint8_t *msg, size_t len)
 {
     struct wstan_msg m;
     struct wstan_step step;
     enum wstan_event ev;
     unsigned flags = t->st == WSTAN_RESETTING ? WSTAN_DECODE_SKIP_DAT : 0;
-    int r = wstan_decode_msg(&t->rx, t->rx_buf, t->rx_len, flags, &m);
+    int r = wstan_decode_msg(&t->rx, msg, len, flags, &m);
 
     if (r == TD_EAUTH)
         return ws_tun_fail(t, WSTAN_CLOSE_PROTOCOL, "bad message tag");
@@ -602,7 +636,7 @@ static int ws_tun_dispatch(struct ws_tun *t)
     return t->closing ? -1 : 0;
 }
 
-int ws_tun_on_rx(struct ws_tun *t, const void *in, size_t len, bool binary, bool first, bool final,
+int ws_tun_on_rx(struct ws_tun *t, void *in, size_t len, bool binary, bool first, bool final,
                  size_t remaining)
 {
     int r;
@@ -615,6 +649,21 @@ int ws_tun_on_rx(struct ws_tun *t, const void *in, size_t len, bool binary, bool
     }
     if (!t->rx_binary)
         return ws_tun_fail(t, WSTAN_CLOSE_PROTOCOL, "text message");
+    if (first && final && remaining == 0) {
+        /* The whole message in one piece: decode it in lws's buffer (which
+         * lws lets its callback modify; the bytes are consumed), no copy.
+         * No reassembly is under way, so let its buffer go. */
+        if (len == 0)
+            return ws_tun_fail(t, WSTAN_CLOSE_PROTOCOL, "empty message");
+        if (len > WS_TUN_MAX_MSG)
+            return ws_tun_fail(t, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too large");
+        if (t->rx_buf) {
+            free(t->rx_buf);
+            t->rx_buf = NULL;
+            t->rx_cap = 0;
+        }
+        return ws_tun_dispatch(t, (uint8_t *)in, len);
+    }
     if (t->rx_len + len > WS_TUN_MAX_MSG)
         return ws_tun_fail(t, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too large");
     if (t->rx_len + len > t->rx_cap) {
@@ -637,7 +686,7 @@ int ws_tun_on_rx(struct ws_tun *t, const void *in, size_t len, bool binary, bool
         return 0;
     if (t->rx_len == 0)
         return ws_tun_fail(t, WSTAN_CLOSE_PROTOCOL, "empty message");
-    r = ws_tun_dispatch(t);
+    r = ws_tun_dispatch(t, t->rx_buf, t->rx_len);
     t->rx_len = 0;
     if (t->rx_cap > WS_TUN_RX_KEEP && !t->closing) {
         free(t->rx_buf);

@@ -95,13 +95,18 @@ void ws_tun_close(struct ws_tun *t, int code, const char *why);
 void ws_tun_close_after_queue(struct ws_tun *t, int code, const char *why);
 
 /* ---- glue from the owner's lws callback ----------------------------------- */
-/* LWS_CALLBACK_{CLIENT_,}RECEIVE: returns nonzero when lws must close. */
-int ws_tun_on_rx(struct ws_tun *t, const void *in, size_t len, bool binary, bool first, bool final,
+/* LWS_CALLBACK_{CLIENT_,}RECEIVE: returns nonzero when lws must close.  A
+ * whole message (first, final, nothing remaining) is decrypted in place in
+ * in, lws's receive buffer. */
+int ws_tun_on_rx(struct ws_tun *t, void *in, size_t len, bool binary, bool first, bool final,
                  size_t remaining);
 /* LWS_CALLBACK_{CLIENT,SERVER}_WRITEABLE: returns nonzero to close. */
 int ws_tun_on_writable(struct ws_tun *t);
 /* LWS_CALLBACK_{CLIENT_,}RECEIVE_PONG. */
 void ws_tun_on_pong(struct ws_tun *t, const void *in, size_t len);
+/* LWS_CALLBACK_WS_PEER_INITIATED_CLOSE: lws answers the close itself; from
+ * now on nothing is written outside lws's WRITEABLE callback. */
+void ws_tun_on_peer_close(struct ws_tun *t);
 /* LWS_CALLBACK_CLOSED / CLIENT_CLOSED / WSI_DESTROY: the wsi is gone. */
 void ws_tun_on_wsi_closed(struct ws_tun *t);
 

@@ -7,7 +7,8 @@ set -eu
 # The last line builds and checks the .deb (packaging/check-deb.sh).
 PACKAGES="
   ca-certificates git cmake ninja-build pkg-config gcc libc6-dev make
-  libuv1-dev libmbedtls-dev libyaml-dev libwebsockets-dev libwebsockets-evlib-uv
+  libuv1-dev libmbedtls-dev libyaml-dev libssl-dev libwebsockets-dev libwebsockets-evlib-uv
+  dpkg-dev patch xz-utils
   libcmocka-dev clang libclang-rt-14-dev clang-format
   python3 curl procps iproute2 openssl nginx-light
   dpkg-dev file lintian systemd

@@ -10,6 +10,8 @@
 
 #include <cmocka.h>
 
+#include "crypto/backend.h"
+
 #include "crypto/crypto.h"
 #include "crypto/crypto_stream.h"
 #include "util/error.h"
@@ -252,5 +254,17 @@ int main(void)
         cmocka_unit_test(test_scrypt_params), cmocka_unit_test(test_random),
         cmocka_unit_test(test_wipe),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct td_crypto_backend *const *be;
+    int failed = 0;
+
+    /* The same vectors through every symmetric-crypto backend of this build
+     * (OpenSSL and mbedTLS, or mbedTLS alone). */
+    for (be = td_crypto_backends(); *be; be++) {
+        print_message("crypto backend: %s\n", (*be)->name);
+        td_crypto_use(*be);
+        failed += _cmocka_run_group_tests((*be)->name, tests, sizeof(tests) / sizeof(tests[0]),
+                                          NULL, NULL);
+    }
+    td_crypto_use(NULL);
+    return failed;
 }
