@@ -44,6 +44,15 @@ if(_td_lws_kind STREQUAL "auto" OR _td_lws_kind STREQUAL "static")
 endif()
 
 add_library(td_lws INTERFACE)
+# A build tree configured before with the other kind has libwebsockets_DIR
+# cached, which find_package() would follow whatever PATHS say: the static
+# lws's headers with the system's library (and its dlopen()ed plugin) then
+# meet in one process.  Forget it whenever it is not the kind chosen now.
+if(_td_lws_kind STREQUAL "static" AND NOT libwebsockets_DIR STREQUAL "${_td_lws_prefix}/lib/cmake/libwebsockets")
+  unset(libwebsockets_DIR CACHE)
+elseif(NOT _td_lws_kind STREQUAL "static" AND libwebsockets_DIR MATCHES "/build/deps/lws-")
+  unset(libwebsockets_DIR CACHE)
+endif()
 if(_td_lws_kind STREQUAL "static")
   find_package(libwebsockets CONFIG REQUIRED PATHS ${_td_lws_prefix}/lib/cmake/libwebsockets
                NO_DEFAULT_PATH)
